@@ -1,0 +1,35 @@
+/* Extensions to the Demikernel API: calls a POSIX layer or an event loop needs beyond the contract. */
+#ifndef DEMI_EXT_H_IS_INCLUDED
+#define DEMI_EXT_H_IS_INCLUDED
+
+#include <sys/socket.h>
+#include <demi/cc.h>
+#include <demi/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * A kernel fd that becomes readable when the LibOS may have progress to make
+ * (completions to collect). Put it in an epoll/poll set, and call a demi_wait*
+ * with a zero timeout when it fires. ENOTSUP when the LibOS has none (it busy-polls).
+ */
+ATTR_NONNULL(1)
+extern int demi_wait_fd(_Out_ int *fd_out);
+
+/* The local address of a socket queue (as getsockname(2)). */
+ATTR_NONNULL(2, 3)
+extern int demi_getsockname(_In_ int qd, _Out_ struct sockaddr *addr, _Inout_ socklen_t *addrlen);
+
+/* Shut down one or both directions of a connected socket queue (SHUT_RD, SHUT_WR, SHUT_RDWR). */
+extern int demi_shutdown(_In_ int qd, _In_ int how);
+
+/* Name of the active LibOS, or NULL before demi_init. */
+extern const char *demi_libos_name(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DEMI_EXT_H_IS_INCLUDED */
