@@ -10,6 +10,9 @@
 extern "C" {
 #endif
 
+/* Declared here too: strict C99 <time.h> (no POSIX feature macro) does not define it. */
+struct timespec;
+
 /* timeout NULL waits forever; {0,0} polls once; ETIMEDOUT leaves the operation pending. */
 
 ATTR_NONNULL(1)
