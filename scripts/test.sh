@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The one command that sets up and runs every test: installs dependencies, builds an optimised
+# tree (build/) and a sanitizer tree (build-asan/, ASan+UBSan), runs ctest in both, prints a summary.
+# Usage: scripts/test.sh [--quick]   (--quick skips the sanitizer build)
+set -uo pipefail
+
+usage() {
+  echo "usage: $0 [--quick]"
+  echo "  --quick   build and test build/ only (skip the ASan/UBSan tree build-asan/)"
+}
+
+quick=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+done
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root" || exit 1
+
+jobs=$(nproc 2>/dev/null || echo 2)
+declare -a summary=()
+failed=0
+t_start=$SECONDS
+
+note() { printf '\n=== %s\n' "$*"; }
+record() { # record NAME STATUS DETAIL
+  summary+=("$(printf '%-28s %-5s %s' "$1" "$2" "$3")")
+  case "$2" in ok|skip) ;; *) failed=1 ;; esac
+}
+
+note "setup: checking dependencies"
+if ./scripts/setup.sh </dev/null; then
+  record setup ok ""
+else
+  record setup FAIL "scripts/setup.sh failed"
+  printf '\n%s\n' "${summary[@]}"
+  exit 1
+fi
+
+# build_and_test DIR LABEL CMAKE_ARGS...
+build_and_test() {
+  local dir=$1 label=$2
+  shift 2
+  local t0=$SECONDS
+  note "$label: configure $dir"
+  if ! cmake -S . -B "$dir" -DDEMI_BUILD_TESTS=ON -DDEMI_BUILD_EXAMPLES=ON "$@"; then
+    record "$label configure" FAIL "cmake -S . -B $dir failed"
+    return
+  fi
+  note "$label: build $dir (-j$jobs)"
+  if ! cmake --build "$dir" -j "$jobs"; then
+    record "$label build" FAIL "see the compiler output above"
+    return
+  fi
+  record "$label build" ok "$((SECONDS - t0)) s"
+  t0=$SECONDS
+  note "$label: ctest in $dir"
+  local log="$dir/ctest.log"
+  # --timeout is the default for tests that do not set their own TIMEOUT property.
+  ctest --test-dir "$dir" --output-on-failure -j2 --timeout 300 --no-tests=error </dev/null 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local line
+  line=$(grep -E 'tests passed|No tests were found' "$log" | tail -n 1)
+  if [ "$rc" -eq 0 ]; then
+    record "$label ctest" ok "${line:-passed} ($((SECONDS - t0)) s)"
+  else
+    record "$label ctest" FAIL "${line:-ctest exited $rc} ($((SECONDS - t0)) s)"
+  fi
+}
+
+build_and_test build release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDEMI_SANITIZE=OFF -DDEMI_TSAN=OFF
+
+if [ "$quick" -eq 0 ]; then
+  # Sanitizer findings are failures: stop at the first report, and check for leaks at exit.
+  export ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1"
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+  export LSAN_OPTIONS="report_objects=1"
+  build_and_test build-asan asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDEMI_SANITIZE=ON -DDEMI_TSAN=OFF
+else
+  record "asan" skip "--quick"
+fi
+
+printf '\n=== summary (%d s)\n' "$((SECONDS - t_start))"
+printf '%s\n' "${summary[@]}"
+if [ "$failed" -ne 0 ]; then
+  echo "RESULT: FAIL"
+  exit 1
+fi
+echo "RESULT: PASS"
+exit 0
