@@ -64,7 +64,7 @@ int demi_init(const struct demi_args *args)
         return EEXIST;
     }
     (void)core_log_init();
-    char err[256] = "";
+    char err[512] = "";
     int rc = core_config_load(&core.cfg, NULL, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "demikernel: configuration: %s\n", err[0] ? err : strerror(-rc));
