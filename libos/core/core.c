@@ -145,6 +145,12 @@ static int check_sga(const demi_sgarray_t *sga)
 
 static bool is_socket(const struct core_queue *q) { return q->kind == CORE_Q_TCP || q->kind == CORE_Q_UDP; }
 
+static const char *opcode_name(demi_opcode_t opc)
+{
+    static const char *const names[] = {"invalid", "push", "pop", "accept", "connect", "close", "failed"};
+    return (unsigned)opc < sizeof(names) / sizeof(names[0]) ? names[opc] : "?";
+}
+
 /* Start an asynchronous op: allocate its token, call the LibOS, hand the token out. */
 static int start_op(struct core_queue *q, demi_opcode_t opc, int (*fn)(struct core_queue *, struct core_op *),
                     const demi_sgarray_t *sga, const struct sockaddr *addr, demi_qtoken_t *qt_out)
@@ -161,8 +167,10 @@ static int start_op(struct core_queue *q, demi_opcode_t opc, int (*fn)(struct co
         op->has_addr = true;
     }
     demi_qtoken_t qt = op->qt;
+    LOG_TRACE("qd %d: start %s, token %#llx", q->qd, opcode_name(opc), (unsigned long long)qt);
     int rc = fn(q, op);
     if (rc < 0) {
+        LOG_TRACE("qd %d: %s not started: %s", q->qd, opcode_name(opc), strerror(-rc));
         core_op_release(op);
         return rc;
     }
@@ -201,6 +209,7 @@ int demi_socket(int *sockqd_out, int domain, int type, int protocol)
         return leave(rc);
     }
     *sockqd_out = qd;
+    LOG_DEBUG("qd %d: %s socket", qd, kind == CORE_Q_TCP ? "TCP" : "UDP");
     return leave(0);
 }
 
@@ -315,6 +324,7 @@ int demi_close(int qd)
     int rc = enter(qd, &q);
     if (rc)
         return rc;
+    LOG_DEBUG("qd %d: close (%u operations pending)", qd, q->npending);
     rc = core.ops->close ? core.ops->close(q) : 0;
     if (q->npending != 0)
         LOG_ERROR("LibOS %s left %u operations pending on closed qd %d", core.ops->name, q->npending, qd);

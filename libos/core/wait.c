@@ -160,6 +160,7 @@ static void op_done(struct core_op *op, demi_opcode_t opc, int64_t ret)
         done_head = op;
     done_tail = op;
     core.completions++;
+    LOG_TRACE("token %#llx done: opcode %d, ret %lld", (unsigned long long)op->qt, (int)opc, (long long)ret);
 }
 
 void core_op_complete_push(struct core_op *op)
