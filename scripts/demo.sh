@@ -14,9 +14,15 @@ say "setup: checking dependencies"
 ./scripts/setup.sh </dev/null || die "scripts/setup.sh failed"
 
 say "build: build/ (-j$(nproc))"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDEMI_BUILD_EXAMPLES=ON >/dev/null \
-  || die "cmake configure failed (run: cmake -S . -B build)"
-cmake --build build -j "$(nproc)" || die "build failed; see the compiler output above"
+build_log=$(mktemp /tmp/demi-demo-build.XXXXXX)
+if ! { cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDEMI_BUILD_EXAMPLES=ON &&
+       cmake --build build -j "$(nproc)"; } >"$build_log" 2>&1; then
+  tail -n 60 "$build_log" >&2
+  rm -f "$build_log"
+  die "the build failed (last lines above)"
+fi
+rm -f "$build_log"
+echo "built"
 
 echo_bin=build/examples/tcp-echo
 [ -x "$echo_bin" ] || die "$echo_bin was not built: the examples are missing or were disabled \
