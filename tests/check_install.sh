@@ -3,6 +3,8 @@
 # user would: pkg-config for the shared library, and the static archive directly.
 set -eu
 build="$1"
+# A sanitizer build needs its runtime in the program too.
+sanflags="${2:-}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
@@ -36,10 +38,10 @@ int main(int argc, char *argv[])
 }
 C
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
-# shellcheck disable=SC2046
-cc -std=c11 -Wall -Werror -o "$tmp/t_shared" "$tmp/t.c" $(pkg-config --cflags --libs demikernel)
+# shellcheck disable=SC2046,SC2086
+cc -std=c11 -Wall -Werror $sanflags -o "$tmp/t_shared" "$tmp/t.c" $(pkg-config --cflags --libs demikernel)
 LD_LIBRARY_PATH="$libdir" DEMI_LIBOS=catnap "$tmp/t_shared"
-# shellcheck disable=SC2046
-cc -std=c11 -Wall -Werror -o "$tmp/t_static" "$tmp/t.c" $(pkg-config --cflags demikernel) "$libdir/libdemikernel.a" \
+# shellcheck disable=SC2046,SC2086
+cc -std=c11 -Wall -Werror $sanflags -o "$tmp/t_static" "$tmp/t.c" $(pkg-config --cflags demikernel) "$libdir/libdemikernel.a" \
    $(pkg-config --libs yaml-0.1) -lpthread
 DEMI_LIBOS=catnap "$tmp/t_static"
