@@ -616,6 +616,41 @@ static void catnap_fini(void)
     cn.up = false;
 }
 
+/*
+ * After fork the child shares the parent's epoll instance: events one process
+ * consumes would be lost to the other, and a socket registered by one would
+ * report a data.ptr that means nothing in the other. Give the child its own set
+ * holding every inherited socket; adding an edge-triggered fd reports its current
+ * readiness once, so operations pending across the fork are retried.
+ */
+static void catnap_fork_child(void)
+{
+    if (!cn.up)
+        return;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) {
+        LOG_ERROR("catnap: fork: epoll_create1: %s; the child cannot use inherited sockets", strerror(errno));
+        return;
+    }
+    close(cn.epfd);
+    cn.epfd = ep;
+    for (struct catnap_sock *s = cn.all_head; s != NULL; s = s->all_next) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = s};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev) < 0)
+            LOG_ERROR("catnap: fork: re-adding fd %d: %s", s->fd, strerror(errno));
+    }
+    if (cn.timerfd >= 0) {
+        /* The timerfd is shared too; a fresh one keeps deadlines per process. */
+        close(cn.timerfd);
+        cn.timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &timer_tag};
+        if (cn.timerfd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, cn.timerfd, &ev) < 0)
+            LOG_ERROR("catnap: fork: connect timer: %s", strerror(errno));
+        else
+            timer_arm();
+    }
+}
+
 static int catnap_socket(struct core_queue *q, int domain, int type, int protocol)
 {
     (void)domain;
@@ -886,6 +921,7 @@ static const struct libos_ops catnap_ops = {
     .getsockname = catnap_getsockname,
     .poll = catnap_poll,
     .wait_fd = catnap_wait_fd,
+    .fork_child = catnap_fork_child,
 };
 
 LIBOS_REGISTER(catnap)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <demi/ext.h>
 #include <demi/libos.h>
@@ -19,6 +20,41 @@ struct core_state core = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .wake_efd = -1,
 };
+
+/* ---- fork ------------------------------------------------------------------- */
+
+/*
+ * A fork from one thread while another holds a core lock would leave the child
+ * with a lock nobody can release: take both locks across fork. The child has only
+ * the forking thread, so nobody sleeps in a wait there; its wake-up eventfd is its
+ * own, so a parent's completion never wakes the child's waiters.
+ */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&core.lock);
+    core_sga_pool_lock();
+}
+
+static void fork_parent(void)
+{
+    core_sga_pool_unlock();
+    pthread_mutex_unlock(&core.lock);
+}
+
+static void fork_child(void)
+{
+    core.leader = false;
+    core.followers = 0;
+    if (core.initialized && core.ops->fork_child)
+        core.ops->fork_child();
+    if (core.wake_efd >= 0) {
+        close(core.wake_efd);
+        core.wake_efd = -1;
+        (void)core_wait_init();
+    }
+    core_sga_pool_unlock();
+    pthread_mutex_unlock(&core.lock);
+}
 
 /* ---- demi_init ------------------------------------------------------------ */
 
@@ -79,6 +115,11 @@ int demi_init(const struct demi_args *args)
     }
     if (core.wake_efd < 0 && (rc = core_wait_init()) < 0)
         goto fail_cfg;
+    static bool atfork_done;
+    if (!atfork_done) {
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+        atfork_done = true;
+    }
     core_sga_pool_init(core.cfg.sga_pool_max_bytes);
     if (ops->init && (rc = ops->init(&core.cfg)) < 0) {
         fprintf(stderr, "demikernel: LibOS %s failed to start: %s\n", ops->name, strerror(-rc));

@@ -53,6 +53,8 @@ size_t core_ops_live(void);
 void core_sga_pool_init(uint64_t max_bytes);
 uint64_t core_sga_pool_in_use(void);
 void core_sga_pool_reset(void);
+void core_sga_pool_lock(void);
+void core_sga_pool_unlock(void);
 
 
 /* Test hooks (core.c). */

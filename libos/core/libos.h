@@ -135,6 +135,14 @@ struct libos_ops {
      */
     int (*wait_fd)(void);
 
+    /*
+     * Called in the child after fork(2), lock held: make the LibOS's kernel state
+     * private to the child (e.g. a new epoll set holding the inherited sockets), so
+     * neither process consumes the other's events. Optional: without it, a child
+     * shares the parent's state, which is only safe if it never calls demi_*.
+     */
+    void (*fork_child)(void);
+
     /* Buffer allocation for sgas; NULL means the core's pool. Optional. */
     demi_sgarray_t (*sgaalloc)(size_t size);
     int (*sgafree)(demi_sgarray_t *sga);

@@ -43,6 +43,10 @@ static uint64_t pool_in_use;   /* bytes handed out */
 static void **slabs;
 static size_t nslabs, slab_cap;
 
+/* fork(2) support: hold the pool lock across fork so the child never inherits it taken. */
+void core_sga_pool_lock(void) { pthread_mutex_lock(&pool_lock); }
+void core_sga_pool_unlock(void) { pthread_mutex_unlock(&pool_lock); }
+
 void core_sga_pool_init(uint64_t max_bytes)
 {
     pthread_mutex_lock(&pool_lock);
