@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -75,6 +76,31 @@ inline void child_fail(const char *file, int line, const char *expr, const char 
     _exit(kExitFail);
 }
 
+/*
+ * A page shared by the parent and the children it forks, where a role that
+ * skips leaves its reason for the parent's GTEST_SKIP message. Mapped by the
+ * parent before the first fork.
+ */
+constexpr size_t kNoteSize = 512;
+inline char *skip_note()
+{
+    static char *page = nullptr;
+    if (page == nullptr) {
+        void *p = mmap(nullptr, kNoteSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return nullptr;
+        page = (char *)p;
+    }
+    return page;
+}
+
+inline void clear_skip_note()
+{
+    char *note = skip_note();
+    if (note != nullptr)
+        note[0] = '\0';
+}
+
 [[noreturn]] inline void child_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 inline void child_skip(const char *fmt, ...)
 {
@@ -83,6 +109,9 @@ inline void child_skip(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    char *note = skip_note();
+    if (note != nullptr)
+        snprintf(note, kNoteSize, "%s", msg);
     fprintf(stderr, "[child %d] SKIP: %s\n", (int)getpid(), msg);
     fflush(stderr);
     _exit(kExitSkip);
@@ -382,6 +411,7 @@ inline PairResult run_pair(const std::function<int()> &server, const std::functi
                            int timeout_s = 60)
 {
     ChildResult r[2];
+    clear_skip_note();
     r[0].pid = spawn(server);
     if (r[0].pid > 0)
         r[1].pid = spawn(client);
@@ -395,6 +425,7 @@ inline PairResult run_pair(const std::function<int()> &server, const std::functi
 inline ChildResult run_one(const std::function<int()> &role, int timeout_s = 60)
 {
     ChildResult r;
+    clear_skip_note();
     r.pid = spawn(role);
     reap(&r, 1, timeout_s);
     return r;
@@ -515,6 +546,13 @@ inline uint64_t test_seed()
     if (s != NULL && *s != '\0')
         return strtoull(s, NULL, 0);
     return now_ns() ^ ((uint64_t)getpid() << 32);
+}
+
+/* The reason the last role that skipped gave, for GTEST_SKIP. */
+inline std::string skip_reason()
+{
+    const char *n = skip_note();
+    return n != nullptr && n[0] != '\0' ? std::string(n) : std::string("(no reason recorded)");
 }
 
 } // namespace syshelp

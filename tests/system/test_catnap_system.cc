@@ -24,8 +24,8 @@ constexpr int kPushWindow = 8; /* pushes outstanding at once while streaming */
 #define EXPECT_PAIR_OK(res, extra)                                                         \
     do {                                                                                   \
         if ((res).any_skip() && !(res).server.timed_out && !(res).client.timed_out)        \
-            GTEST_SKIP() << "a role could not run on this machine (see its SKIP line): "   \
-                         << (res).describe();                                              \
+            GTEST_SKIP() << "a role could not run on this machine: " << skip_reason()      \
+                         << " (" << (res).describe() << ")";                               \
         EXPECT_TRUE((res).server.ok()) << (res).describe() << extra;                       \
         EXPECT_TRUE((res).client.ok()) << (res).describe() << extra;                       \
     } while (0)
@@ -33,7 +33,7 @@ constexpr int kPushWindow = 8; /* pushes outstanding at once while streaming */
 #define EXPECT_ONE_OK(res)                                                                 \
     do {                                                                                   \
         if ((res).skipped())                                                               \
-            GTEST_SKIP() << "the role could not run on this machine (see its SKIP line)";  \
+            GTEST_SKIP() << "the role could not run on this machine: " << skip_reason();   \
         EXPECT_TRUE((res).ok()) << (res).describe();                                       \
     } while (0)
 
@@ -173,6 +173,15 @@ void conn_message(int i, char out[kMsgLen])
     memcpy(out, tmp, kMsgLen);
 }
 
+[[noreturn]] void nofile_skip()
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    child_skip("cannot raise RLIMIT_NOFILE to %llu for %d connections (soft %llu, hard %llu)",
+               (unsigned long long)kNoFile, kConns, (unsigned long long)rl.rlim_cur,
+               (unsigned long long)rl.rlim_max);
+}
+
 /* Remove entry i from parallel vectors by swapping in the last one. */
 template <typename A, typename B> void swap_remove(std::vector<A> &a, std::vector<B> &b, size_t i)
 {
@@ -191,7 +200,7 @@ TEST(CatnapSystem, ThousandConcurrentConnections)
 
     auto server = [&]() {
         if (!raise_nofile(kNoFile))
-            child_skip("cannot raise RLIMIT_NOFILE to %llu", (unsigned long long)kNoFile);
+            nofile_skip();
         child_init();
         int lqd = tcp_listener(port, 1024);
         ready.raise();
@@ -265,7 +274,7 @@ TEST(CatnapSystem, ThousandConcurrentConnections)
 
     auto client = [&]() {
         if (!raise_nofile(kNoFile))
-            child_skip("cannot raise RLIMIT_NOFILE to %llu", (unsigned long long)kNoFile);
+            nofile_skip();
         child_init();
         ready.await();
         std::vector<int> qds(kConns, -1);
