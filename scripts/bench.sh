@@ -137,11 +137,12 @@ if [ "$write_doc" -eq 1 ]; then
     echo "\"client CPU\" is the client's user+system time per wall-clock second."
     echo
     echo "$table"
+    echo
     echo "The analysis of these figures is in the next section, which this script leaves alone."
     echo
   } >"$section"
   if [ ! -f "$doc" ]; then
-    printf '# Benchmarks\n\n' >"$doc"
+    printf '# Benchmarks\n' >"$doc"
   fi
   # Replace the section (from its heading to the next "## " heading) or append it.
   awk -v heading="$heading" -v secfile="$section" '
