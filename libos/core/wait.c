@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -330,9 +331,15 @@ static int wait_loop(ready_fn ready, void *ctx, uint64_t deadline)
         if (now >= deadline)
             return -ETIMEDOUT;
         if (now < spin_end || libos_fd < 0) {
-            /* Spin: let other threads take the lock between our polls. */
+            /*
+             * Spin: let other threads take the lock between our polls, and give the
+             * CPU away if something else is runnable on it -- the peer we wait for may
+             * share our core, and spinning would only delay it. When nothing else is
+             * runnable sched_yield returns at once.
+             */
             core_unlock();
             cpu_relax();
+            sched_yield();
             pthread_mutex_lock(&core.lock);
             continue;
         }
