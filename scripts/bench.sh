@@ -34,9 +34,8 @@ while [ $# -gt 0 ]; do
 done
 
 # ---- build
-if [ ! -f "$build/CMakeCache.txt" ]; then
-  cmake -S "$root" -B "$build" >/dev/null
-fi
+# Always (re)configure: a tree configured before tests/bench existed has no demi-bench target.
+cmake -S "$root" -B "$build" >/dev/null
 if grep -q '^DEMI_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" || grep -q '^DEMI_TSAN:BOOL=ON' "$build/CMakeCache.txt"; then
   echo "bench.sh: $build is a sanitizer build; point DEMI_BENCH_BUILD at an optimised one" >&2
   exit 1
