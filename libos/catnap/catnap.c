@@ -39,6 +39,12 @@ struct catnap_sock {
      * 0, so without this a reset seen by a push would look like a clean EOF to pops.
      */
     int conn_err;
+    /*
+     * The last receive said EAGAIN and no EPOLLIN edge came since: a new pop
+     * cannot succeed, so it waits for the edge instead of paying a recv that must
+     * fail (one system call per message saved in request-response traffic).
+     */
+    bool rx_dry;
     struct core_oplist accepts;
     struct core_oplist connects;
     struct core_oplist pops;
@@ -443,8 +449,10 @@ static bool pop_try_tcp(struct catnap_sock *s, struct core_op *op)
     if (n < 0) {
         int e = errno;
         core_sga_free(&sga);
-        if (is_again(e))
+        if (is_again(e)) {
+            s->rx_dry = true;
             return false;
+        }
         if (s->conn_err == 0)
             s->conn_err = e;
         core_oplist_remove(&s->pops, op);
@@ -489,8 +497,10 @@ static bool pop_try_udp(struct catnap_sock *s, struct core_op *op)
     if (n < 0) {
         int e = errno;
         core_sga_free(&sga);
-        if (is_again(e))
+        if (is_again(e)) {
+            s->rx_dry = true;
             return false;
+        }
         /* Datagram errors (an ICMP refusal on a connected socket) concern one exchange, not the socket. */
         core_oplist_remove(&s->pops, op);
         core_op_fail(op, e);
@@ -754,7 +764,10 @@ static int catnap_push(struct core_queue *q, struct core_op *op)
 static int catnap_pop(struct core_queue *q, struct core_op *op)
 {
     struct catnap_sock *s = q->priv;
-    submit(s, &s->pops, op, pop_try);
+    if (s->rx_dry && !s->eof)
+        core_oplist_push(&s->pops, op); /* the next EPOLLIN edge retries it */
+    else
+        submit(s, &s->pops, op, pop_try);
     return 0;
 }
 
@@ -779,6 +792,7 @@ static int catnap_shutdown(struct core_queue *q, int how)
     struct catnap_sock *s = q->priv;
     if (shutdown(s->fd, how) < 0)
         return -errno;
+    s->rx_dry = false;
     /* Pending pops now see EOF and pending pushes EPIPE; settle them without waiting for an event. */
     sock_progress(s);
     return 0;
@@ -890,7 +904,10 @@ static int catnap_poll(void)
                 LOG_WARN("catnap: timerfd read: %s", strerror(errno));
             continue;
         }
-        done += sock_progress(p);
+        struct catnap_sock *s = p;
+        if (cn.events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            s->rx_dry = false;
+        done += sock_progress(s);
     }
     if (cn.dl_head != NULL)
         done += expire_connects();
