@@ -136,6 +136,7 @@ struct sepoll {
     struct epitem *ready_head, *ready_tail;
     struct kitem **kitems; /* by fd */
     int kitems_cap;
+    int nkitems;         /* kernel fds registered: without any, no need to ask the kernel set */
     int fork_new;        /* scratch for fork_child */
 };
 

@@ -1900,6 +1900,8 @@ static long epoll_ctl_kernel(struct sepoll *ep, int op, int fd, struct epoll_eve
         if (syscall(SYS_epoll_ctl, ep->kfd, EPOLL_CTL_DEL, fd, NULL) < 0)
             return -errno;
         ep->kitems[fd] = NULL;
+        if (old)
+            ep->nkitems--;
         free(old);
         return 0;
     }
@@ -1930,6 +1932,8 @@ static long epoll_ctl_kernel(struct sepoll *ep, int op, int fd, struct epoll_eve
             free(old);
         else
             old->dead = true;
+    } else {
+        ep->nkitems++;
     }
     ep->kitems[fd] = k;
     return 0;
@@ -2080,7 +2084,7 @@ int shim_epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int ti
         ep->ours_first = !ep->ours_first;
         if (ep->ours_first)
             n = collect_ours(ep, events, maxevents);
-        if (n < maxevents) {
+        if (n < maxevents && ep->nkitems > 0) {
             int room = maxevents - n < kmax ? maxevents - n : kmax;
             long k = syscall(SYS_epoll_pwait, ep->kfd, kev, room, 0, NULL, (size_t)(_NSIG / 8));
             if (k > 0)
