@@ -61,7 +61,8 @@ build_and_test() {
   note "$label: ctest in $dir"
   local log="$dir/ctest.log"
   # --timeout is the default for tests that do not set their own TIMEOUT property.
-  ctest --test-dir "$dir" --output-on-failure -j2 --timeout 300 --no-tests=error </dev/null 2>&1 | tee "$log"
+  ctest --test-dir "$dir" --output-on-failure -j2 --timeout 300 --no-tests=error ${DEMI_CTEST_REGEX:+-R "$DEMI_CTEST_REGEX"} \
+    </dev/null 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   local line
   line=$(grep -E 'tests passed|No tests were found' "$log" | tail -n 1)
@@ -80,8 +81,13 @@ if [ "$quick" -eq 0 ]; then
   export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
   export LSAN_OPTIONS="report_objects=1"
   build_and_test build-asan asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDEMI_SANITIZE=ON -DDEMI_TSAN=OFF
+  # ThreadSanitizer on the tests that exercise threads inside one process (core, shim, contract).
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" DEMI_CTEST_REGEX='^(unit_|contract_)' \
+    build_and_test build-tsan tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDEMI_SANITIZE=OFF -DDEMI_TSAN=ON \
+    -DDEMI_BUILD_EXAMPLES=OFF
 else
   record "asan" skip "--quick"
+  record "tsan" skip "--quick"
 fi
 
 printf '\n=== summary (%d s)\n' "$((SECONDS - t_start))"
