@@ -89,6 +89,8 @@ struct ssock {
     bool closing;        /* no descriptor left; waiting for pushes to drain */
     bool linger0;        /* SO_LINGER {1,0}: close resets at once */
     bool efd_set;        /* efd's counter is non-zero */
+    uint32_t rcvtimeo_ms;  /* SO_RCVTIMEO for blocking receives and accepts, 0 = none */
+    uint32_t sndtimeo_ms;  /* SO_SNDTIMEO for blocking sends */
 
     /* receive */
     struct rxent *rx_head, *rx_tail;

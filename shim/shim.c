@@ -626,6 +626,12 @@ static int remaining_ms(uint64_t deadline)
     return r > INT_MAX ? INT_MAX : (int)r;
 }
 
+/* Deadline for a blocking call under SO_RCVTIMEO / SO_SNDTIMEO (0 ms: none). */
+static uint64_t timeo_deadline(uint32_t ms)
+{
+    return ms ? now_ms() + ms : UINT64_MAX;
+}
+
 /* ---- sockets: creation and release ------------------------------------------------------------ */
 
 static int byqd_put(int qd, struct ssock *s)
@@ -853,13 +859,15 @@ int shim_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
         return (int)ret(-EINVAL);
     enter();
     long rc;
-    uint64_t deadline = UINT64_MAX;
+    uint64_t deadline = 0;
     for (;;) {
         struct ssock *s = sock_of(fd);
         if (s == NULL) {
             rc = -EBADF;
             break;
         }
+        if (deadline == 0)
+            deadline = timeo_deadline(s->rcvtimeo_ms);
         if (s->type != SOCK_STREAM) {
             rc = -EOPNOTSUPP;
             break;
@@ -901,7 +909,12 @@ int shim_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
             break;
         }
         ensure_accept(s);
-        if ((rc = sleep_on(s->efd, remaining_ms(deadline), false)) < 0)
+        int wait = remaining_ms(deadline);
+        if (wait == 0) {
+            rc = -EAGAIN; /* SO_RCVTIMEO expired */
+            break;
+        }
+        if ((rc = sleep_on(s->efd, wait, false)) < 0)
             break;
     }
     leave();
@@ -1081,6 +1094,7 @@ static ssize_t recv_stream(struct ssock **sp, int fd, struct msghdr *msg, int fl
     bool waitall = (flags & MSG_WAITALL) && !peek;
     bool nonblock = s->nonblock || (flags & MSG_DONTWAIT);
     size_t got = 0;
+    uint64_t deadline = timeo_deadline(s->rcvtimeo_ms);
     msg->msg_namelen = 0;
     if (s->state != SS_CONNECTED)
         return s->state == SS_NEW && s->conn_failed ? 0 : -ENOTCONN;
@@ -1107,9 +1121,10 @@ static ssize_t recv_stream(struct ssock **sp, int fd, struct msghdr *msg, int fl
         }
         if (s->rx_eof)
             return (ssize_t)got;
-        if (nonblock)
+        int wait = remaining_ms(deadline);
+        if (nonblock || wait == 0)
             return got > 0 ? (ssize_t)got : -EAGAIN;
-        long rc = sleep_on(s->efd, -1, false);
+        long rc = sleep_on(s->efd, wait, false);
         if (rc < 0)
             return got > 0 ? (ssize_t)got : rc;
         if ((s = sock_of(fd)) == NULL)
@@ -1122,6 +1137,7 @@ static ssize_t recv_dgram(struct ssock **sp, int fd, struct msghdr *msg, int fla
 {
     struct ssock *s = *sp;
     bool nonblock = s->nonblock || (flags & MSG_DONTWAIT);
+    uint64_t deadline = timeo_deadline(s->rcvtimeo_ms);
     for (;;) {
         if (s->rx_count == 0 && !s->rx_err) {
             ensure_pop(s);
@@ -1161,9 +1177,10 @@ static ssize_t recv_dgram(struct ssock **sp, int fd, struct msghdr *msg, int fla
             sock_changed(s);
             return -e;
         }
-        if (nonblock)
+        int wait = remaining_ms(deadline);
+        if (nonblock || wait == 0)
             return -EAGAIN;
-        long rc = sleep_on(s->efd, -1, false);
+        long rc = sleep_on(s->efd, wait, false);
         if (rc < 0)
             return rc;
         if ((s = sock_of(fd)) == NULL)
@@ -1288,6 +1305,7 @@ static ssize_t send_stream(struct ssock **sp, int fd, const struct msghdr *msg, 
     size_t total = iov_total(msg->msg_iov, msg->msg_iovlen);
     bool nonblock = s->nonblock || (flags & MSG_DONTWAIT);
     size_t sent = 0;
+    uint64_t deadline = timeo_deadline(s->sndtimeo_ms);
     if (s->state != SS_CONNECTED) {
         if (s->state == SS_CONNECTING)
             return -EAGAIN;
@@ -1325,9 +1343,10 @@ static ssize_t send_stream(struct ssock **sp, int fd, const struct msghdr *msg, 
         sock_changed(s);
         if (sent == total)
             return (ssize_t)sent;
-        if (nonblock)
+        int wait = remaining_ms(deadline);
+        if (nonblock || wait == 0)
             return sent > 0 ? (ssize_t)sent : -EAGAIN;
-        long rc = sleep_on(-1, -1, true);
+        long rc = sleep_on(-1, wait, true);
         if (rc < 0)
             return sent > 0 ? (ssize_t)sent : rc;
         progress();
@@ -1481,6 +1500,12 @@ int shim_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
         rc = -EBADF;
     } else if (val == NULL || len == NULL) {
         rc = -EFAULT;
+    } else if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
+        uint32_t ms = name == SO_RCVTIMEO ? s->rcvtimeo_ms : s->sndtimeo_ms;
+        struct timeval tv = {.tv_sec = ms / 1000u, .tv_usec = (suseconds_t)(ms % 1000u) * 1000};
+        size_t n = *len < sizeof(tv) ? *len : sizeof(tv);
+        memcpy(val, &tv, n);
+        *len = (socklen_t)n;
     } else if (level == SOL_SOCKET && (name == SO_ERROR || name == SO_TYPE || name == SO_ACCEPTCONN ||
                                         name == SO_DOMAIN || name == SO_PROTOCOL)) {
         int v = 0;
@@ -1525,7 +1550,21 @@ int shim_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
         rc = -EFAULT;
     else if (len == 0)
         rc = -EINVAL;
-    else {
+    else if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
+        /* Timeouts of blocking calls are the shim's business: the queues underneath never block. */
+        const struct timeval *tv = val;
+        if (len < sizeof(*tv))
+            rc = -EINVAL;
+        else if (tv->tv_usec < 0 || tv->tv_usec >= 1000000)
+            rc = -EDOM;
+        else {
+            uint64_t ms = tv->tv_sec < 0 ? 0 : (uint64_t)tv->tv_sec * 1000u + (uint64_t)(tv->tv_usec + 999) / 1000u;
+            if (ms > UINT32_MAX)
+                ms = 0; /* longer than anyone waits: forever */
+            *(name == SO_RCVTIMEO ? &s->rcvtimeo_ms : &s->sndtimeo_ms) = (uint32_t)ms;
+            rc = 0;
+        }
+    } else {
         rc = -demi_setsockopt(s->qd, level, name, val, len);
         if (rc == -ENOTSUP)
             rc = -ENOPROTOOPT;

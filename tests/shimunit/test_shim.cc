@@ -494,6 +494,28 @@ TEST_F(Shim, SignalInterruptsABlockingRead)
     shim_close(s);
 }
 
+TEST_F(Shim, ReceiveTimeoutEndsABlockingRead)
+{
+    auto [c, s] = pair();
+    timeval tv = {0, 150000};
+    ASSERT_EQ(shim_setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    timeval got{};
+    socklen_t len = sizeof(got);
+    ASSERT_EQ(shim_getsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &got, &len), 0);
+    EXPECT_EQ(got.tv_sec, 0);
+    EXPECT_EQ(got.tv_usec, 150000);
+    auto t0 = std::chrono::steady_clock::now();
+    char b;
+    EXPECT_EQ(shim_read(s, &b, 1), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(140));
+    timeval bad = {0, 2000000};
+    EXPECT_EQ(shim_setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &bad, sizeof(bad)), -1);
+    EXPECT_EQ(errno, EDOM);
+    shim_close(c);
+    shim_close(s);
+}
+
 TEST_F(Shim, IdleEpollWaitSleeps)
 {
     auto [c, s] = pair();
