@@ -89,6 +89,8 @@ struct ssock {
     bool closing;        /* no descriptor left; waiting for pushes to drain */
     bool linger0;        /* SO_LINGER {1,0}: close resets at once */
     bool efd_set;        /* efd's counter is non-zero */
+    int waiters;         /* threads asleep with efd in their sleep set: only then is efd kept in sync */
+    bool dead;           /* destroyed while threads slept on it: the last one frees it */
     uint32_t rcvtimeo_ms;  /* SO_RCVTIMEO for blocking receives and accepts, 0 = none */
     uint32_t sndtimeo_ms;  /* SO_SNDTIMEO for blocking sends */
 
@@ -134,6 +136,9 @@ struct sepoll {
     int wake_efd;        /* readable <=> ready list non-empty; registered in kfd */
     int nfds;
     bool wake_set;
+    int sleepers;        /* threads asleep on kfd: only then (or when nested) is wake_efd kept in sync */
+    bool nested;         /* kfd sits in another epoll set: the kernel must see our readiness */
+    bool dead;           /* freed while threads slept on it: the last one frees the memory */
     bool ours_first;     /* alternates which kind of event fills the buffer first */
     struct epitem *ready_head, *ready_tail;
     struct kitem **kitems; /* by fd */

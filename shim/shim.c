@@ -334,7 +334,8 @@ static void ready_add(struct sepoll *ep, struct epitem *it)
     else
         ep->ready_head = it;
     ep->ready_tail = it;
-    if (!ep->wake_set) {
+    /* The eventfd only matters to a thread asleep in the kernel set, or to an outer set. */
+    if (!ep->wake_set && (ep->sleepers > 0 || ep->nested)) {
         ep->wake_set = true;
         efd_signal(ep->wake_efd);
     }
@@ -360,15 +361,11 @@ static void ready_remove(struct sepoll *ep, struct epitem *it)
     }
 }
 
-/*
- * The socket's state changed: keep its eventfd readable exactly while it is
- * readable (waking blocked readers and kernel pollers), and queue its epoll
- * registrations that now have something to report. For EPOLLET a change is an
- * edge, so the item is queued even if it was reported before.
- */
-static void sock_changed(struct ssock *s)
+/* Make s's eventfd readable exactly while s is readable. */
+static void efd_sync(struct ssock *s, uint32_t ev)
 {
-    uint32_t ev = sock_events(s);
+    if (s->efd < 0)
+        return;
     bool readable = (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0;
     if (readable && !s->efd_set) {
         s->efd_set = true;
@@ -377,6 +374,20 @@ static void sock_changed(struct ssock *s)
         s->efd_set = false;
         efd_clear(s->efd);
     }
+}
+
+/*
+ * The socket's state changed: wake threads asleep on its eventfd, and queue its
+ * epoll registrations that now have something to report. For EPOLLET a change
+ * is an edge, so the item is queued even if it was reported before. The
+ * eventfd is kept in sync only while someone sleeps on it (two system calls
+ * per message otherwise); a sleeper syncs it before sleeping.
+ */
+static void sock_changed(struct ssock *s)
+{
+    uint32_t ev = sock_events(s);
+    if (s->waiters > 0)
+        efd_sync(s, ev);
     for (struct epitem *it = s->items; it != NULL; it = it->snext)
         if (!it->disabled && (ev & (it->events | EPOLLERR | EPOLLHUP)))
             ready_add(it->ep, it);
@@ -567,6 +578,8 @@ static void progress(void)
     }
 }
 
+static void sock_free(struct ssock *s);
+
 /* ---- sleeping ---------------------------------------------------------------------------------- */
 
 /*
@@ -591,14 +604,18 @@ static bool signals_restart(void)
  * is readable, or timeout_ms passes (-1: forever; capped when cap is set).
  * Returns 0, or -EINTR when a signal arrived and the call must not restart.
  */
-static int sleep_on(int extra_fd, int timeout_ms, bool cap)
+static int sleep_on(struct ssock *s, int timeout_ms, bool cap)
 {
     struct pollfd p[2];
     nfds_t n = 0;
     if (wait_fd >= 0)
         p[n++] = (struct pollfd){.fd = wait_fd, .events = POLLIN};
-    if (extra_fd >= 0)
-        p[n++] = (struct pollfd){.fd = extra_fd, .events = POLLIN};
+    if (s != NULL) {
+        efd_sync(s, sock_events(s));
+        s->waiters++;
+        if (s->efd >= 0)
+            p[n++] = (struct pollfd){.fd = s->efd, .events = POLLIN};
+    }
     if (wait_fd < 0 || (cap && (timeout_ms < 0 || timeout_ms > SLEEP_CAP_MS)))
         timeout_ms = wait_fd < 0 ? 0 : SLEEP_CAP_MS; /* no wait fd: the LibOS only busy-polls */
     struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
@@ -609,6 +626,8 @@ static int sleep_on(int extra_fd, int timeout_ms, bool cap)
     int e = errno;
     shim_depth = depth;
     pthread_mutex_lock(&lk);
+    if (s != NULL && --s->waiters == 0 && s->dead)
+        sock_free(s); /* it was destroyed while we slept */
     if (r < 0 && e == EINTR && !signals_restart())
         return -EINTR;
     return 0;
@@ -731,6 +750,13 @@ static void sock_destroy(struct ssock *s)
         rx_drop_head(s);
     if (s->qd < byqd_cap && byqd[s->qd] == s)
         byqd[s->qd] = NULL;
+    if (s->waiters > 0) {
+        /* Threads asleep on it: wake them; the last one to leave frees it. */
+        s->dead = true;
+        if (s->efd >= 0)
+            efd_signal(s->efd);
+        return;
+    }
     sock_free(s);
 }
 
@@ -914,7 +940,7 @@ int shim_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
             rc = -EAGAIN; /* SO_RCVTIMEO expired */
             break;
         }
-        if ((rc = sleep_on(s->efd, wait, false)) < 0)
+        if ((rc = sleep_on(s, wait, false)) < 0)
             break;
     }
     leave();
@@ -980,7 +1006,7 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len)
         progress();
         if (!s->conn_pending)
             break;
-        if ((rc = sleep_on(s->efd, -1, true)) < 0)
+        if ((rc = sleep_on(s, -1, true)) < 0)
             goto out; /* EINTR: the connect goes on in the background, as Linux's does */
         s = sock_of(fd);
         if (s == NULL) {
@@ -1124,7 +1150,7 @@ static ssize_t recv_stream(struct ssock **sp, int fd, struct msghdr *msg, int fl
         int wait = remaining_ms(deadline);
         if (nonblock || wait == 0)
             return got > 0 ? (ssize_t)got : -EAGAIN;
-        long rc = sleep_on(s->efd, wait, false);
+        long rc = sleep_on(s, wait, false);
         if (rc < 0)
             return got > 0 ? (ssize_t)got : rc;
         if ((s = sock_of(fd)) == NULL)
@@ -1180,7 +1206,7 @@ static ssize_t recv_dgram(struct ssock **sp, int fd, struct msghdr *msg, int fla
         int wait = remaining_ms(deadline);
         if (nonblock || wait == 0)
             return -EAGAIN;
-        long rc = sleep_on(s->efd, wait, false);
+        long rc = sleep_on(s, wait, false);
         if (rc < 0)
             return rc;
         if ((s = sock_of(fd)) == NULL)
@@ -1346,7 +1372,7 @@ static ssize_t send_stream(struct ssock **sp, int fd, const struct msghdr *msg, 
         int wait = remaining_ms(deadline);
         if (nonblock || wait == 0)
             return sent > 0 ? (ssize_t)sent : -EAGAIN;
-        long rc = sleep_on(-1, wait, true);
+        long rc = sleep_on(NULL, wait, true);
         if (rc < 0)
             return sent > 0 ? (ssize_t)sent : rc;
         progress();
@@ -1620,8 +1646,12 @@ static void fd_drop(int fd, struct sfd *e)
     fd_set_entry(fd, NULL);
     if (e->kind == SFD_SOCK) {
         struct ssock *s = e->sock;
-        if (--s->nfds == 0)
+        if (--s->nfds == 0) {
+            if (s->waiters > 0)
+                efd_signal(fd); /* sleepers hold this file; wake them before it goes */
+            s->efd = -1;        /* the number is the kernel's again once closed */
             sock_release(s);
+        }
         else if (s->efd == fd)
             s->efd = other_fd(fd, s); /* keep a live descriptor to signal the eventfd through */
     } else {
@@ -1846,7 +1876,11 @@ static void epoll_free(struct sepoll *ep)
         free(ep->kitems[i]); /* the kernel set dies with its last descriptor */
     free(ep->kitems);
     sys_close(ep->wake_efd);
-    free(ep);
+    ep->wake_efd = -1;
+    if (ep->sleepers > 0)
+        ep->dead = true; /* the last sleeper frees it */
+    else
+        free(ep);
 }
 
 int shim_epoll_create1(int flags)
@@ -2003,6 +2037,15 @@ int shim_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     struct ssock *s = sock_of(fd);
     if (s == NULL) {
         rc = epoll_ctl_kernel(ep, op, fd, ev);
+        struct sfd *inner = fd_get(fd);
+        if (rc == 0 && op == EPOLL_CTL_ADD && inner && inner->kind == SFD_EPOLL) {
+            /* An outer kernel set watches this one: keep its wake fd in sync from now on. */
+            inner->ep->nested = true;
+            if (inner->ep->ready_head && !inner->ep->wake_set) {
+                inner->ep->wake_set = true;
+                efd_signal(inner->ep->wake_efd);
+            }
+        }
         goto out;
     }
     struct epitem *it = epitem_find(s, ep);
@@ -2142,6 +2185,11 @@ int shim_epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int ti
         }
         /* Nothing ready: sleep in the kernel set, which holds the LibOS wait fd and our wake fd. */
         int kfd = ep->kfd;
+        ep->sleepers++;
+        if (ep->wake_set && ep->ready_head == NULL) {
+            ep->wake_set = false;
+            efd_clear(ep->wake_efd);
+        }
         pthread_mutex_unlock(&lk);
         int depth = shim_depth;
         shim_depth = 0;
@@ -2150,6 +2198,11 @@ int shim_epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int ti
         int err = errno;
         shim_depth = depth;
         pthread_mutex_lock(&lk);
+        if (--ep->sleepers == 0 && ep->dead) {
+            free(ep); /* closed while we slept */
+            rc = -EBADF;
+            break;
+        }
         if (k < 0) {
             rc = -err; /* epoll_wait is never restarted after a signal handler */
             break;
@@ -2240,47 +2293,71 @@ int shim_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout, 
 {
     if (nfds > (nfds_t)FD_PAGES * FD_PAGE_SIZE)
         return (int)ret(-EINVAL);
+    if (fds == NULL && nfds > 0)
+        return (int)ret(-EFAULT);
     if (timeout && (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L))
         return (int)ret(-EINVAL);
     uint64_t deadline =
         timeout ? now_ms() + (uint64_t)timeout->tv_sec * 1000u + (uint64_t)(timeout->tv_nsec + 999999) / 1000000u
                 : UINT64_MAX;
-    /* The kernel part: program fds as given, our sockets as their eventfd (POLLIN), plus the LibOS fd. */
-    struct pollfd stack_k[64];
-    struct pollfd *k = nfds + 1 <= 64 ? stack_k : malloc((nfds + 1) * sizeof(*k));
-    if (k == NULL)
+    /*
+     * k is what the kernel polls: program fds as given, ours as their eventfd or
+     * kernel epoll fd (POLLIN), plus the LibOS wait fd. socks/eps remember which
+     * of ours a sleeper registered with, to unregister after waking.
+     */
+    struct pollfd stack_k[33];
+    struct mine {
+        void *obj;   /* struct ssock or struct sepoll, by kind */
+        int kind;    /* 0: a kernel fd */
+        bool asleep; /* registered as a sleeper on obj */
+    } stack_o[32];
+    struct pollfd *k = nfds < 33 ? stack_k : malloc((nfds + 1) * sizeof(*k));
+    struct mine *ours = nfds <= 32 ? stack_o : malloc((nfds ? nfds : 1) * sizeof(*ours));
+    if (k == NULL || ours == NULL) {
+        if (k != stack_k)
+            free(k);
+        if (ours != stack_o)
+            free(ours);
         return (int)ret(-ENOMEM);
+    }
     enter();
     long rc;
     for (;;) {
         progress();
-        int ready = 0;
+        int ready = 0, nkernel = 0;
         bool need_cap = false;
         for (nfds_t i = 0; i < nfds; i++) {
+            struct sfd *e = fds[i].fd >= 0 ? fd_get(fds[i].fd) : NULL;
             k[i] = fds[i];
             k[i].revents = 0;
-            if (fds[i].fd >= 0 && fd_get(fds[i].fd) != NULL) {
-                fds[i].revents = our_revents(fds[i].fd, fds[i].events);
-                if (fds[i].revents)
-                    ready++;
-                else if (fds[i].events & POLLOUT)
-                    need_cap = true; /* writability has no wake-up of its own */
-                k[i].fd = fds[i].revents ? -1 : fds[i].fd;
-                k[i].events = POLLIN;
+            ours[i].obj = NULL;
+            ours[i].kind = 0;
+            ours[i].asleep = false;
+            if (e == NULL) {
+                fds[i].revents = 0;
+                nkernel += fds[i].fd >= 0;
+                continue;
             }
+            fds[i].revents = our_revents(fds[i].fd, fds[i].events);
+            if (fds[i].revents)
+                ready++;
+            else if (fds[i].events & POLLOUT)
+                need_cap = true; /* writability has no wake-up of its own */
+            k[i].fd = fds[i].revents ? -1 : fds[i].fd;
+            k[i].events = POLLIN;
+            ours[i].kind = e->kind;
+            ours[i].obj = e->kind == SFD_SOCK ? (void *)e->sock : (void *)e->ep;
         }
-        /* Kernel fds: ask now without blocking. */
-        long kr = syscall(SYS_ppoll, k, nfds, &zero_ts, NULL, (size_t)(_NSIG / 8));
-        if (kr > 0) {
-            for (nfds_t i = 0; i < nfds; i++)
-                if (k[i].revents && !(fds[i].fd >= 0 && fd_get(fds[i].fd) != NULL)) {
-                    fds[i].revents = k[i].revents;
-                    ready++;
-                }
+        /* Kernel fds: ask now without blocking (only if there are any). */
+        if (nkernel > 0) {
+            long kr = syscall(SYS_ppoll, k, nfds, &zero_ts, NULL, (size_t)(_NSIG / 8));
+            if (kr > 0)
+                for (nfds_t i = 0; i < nfds; i++)
+                    if (ours[i].kind == 0 && k[i].revents) {
+                        fds[i].revents = k[i].revents;
+                        ready++;
+                    }
         }
-        for (nfds_t i = 0; i < nfds; i++)
-            if (!(fds[i].fd >= 0 && fd_get(fds[i].fd) != NULL))
-                fds[i].revents = fds[i].fd < 0 ? 0 : k[i].revents;
         if (ready > 0) {
             rc = ready;
             break;
@@ -2297,6 +2374,24 @@ int shim_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout, 
             k[m++] = (struct pollfd){.fd = wait_fd, .events = POLLIN};
         else if (wait < 0 || wait > 1)
             wait = 1;
+        /* Register as a sleeper, so completions dispatched by other threads wake us. */
+        for (nfds_t i = 0; i < nfds; i++) {
+            if (ours[i].kind == 0 || k[i].fd < 0)
+                continue;
+            ours[i].asleep = true;
+            if (ours[i].kind == SFD_SOCK) {
+                struct ssock *ss = ours[i].obj;
+                efd_sync(ss, sock_events(ss));
+                ss->waiters++;
+            } else {
+                struct sepoll *ep = ours[i].obj;
+                ep->sleepers++;
+                if (ep->wake_set && ep->ready_head == NULL) {
+                    ep->wake_set = false;
+                    efd_clear(ep->wake_efd);
+                }
+            }
+        }
         struct timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (long)(wait % 1000) * 1000000L};
         pthread_mutex_unlock(&lk);
         int depth = shim_depth;
@@ -2305,6 +2400,21 @@ int shim_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout, 
         int err = errno;
         shim_depth = depth;
         pthread_mutex_lock(&lk);
+        /* Unregister; an object closed meanwhile was kept for us (dead) and is freed by the last sleeper. */
+        for (nfds_t i = 0; i < nfds; i++) {
+            if (!ours[i].asleep)
+                continue;
+            ours[i].asleep = false;
+            if (ours[i].kind == SFD_SOCK) {
+                struct ssock *ss = ours[i].obj;
+                if (--ss->waiters == 0 && ss->dead)
+                    sock_free(ss);
+            } else {
+                struct sepoll *ep = ours[i].obj;
+                if (--ep->sleepers == 0 && ep->dead)
+                    free(ep);
+            }
+        }
         if (r < 0 && err == EINTR) {
             rc = -EINTR; /* poll is never restarted after a signal handler */
             break;
@@ -2313,6 +2423,8 @@ int shim_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout, 
     leave();
     if (k != stack_k)
         free(k);
+    if (ours != stack_o)
+        free(ours);
     return (int)ret(rc);
 }
 

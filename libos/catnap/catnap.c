@@ -471,6 +471,8 @@ static bool pop_try_tcp(struct catnap_sock *s, struct core_op *op)
     }
     if (n == 0)
         s->eof = true;
+    else if ((size_t)n < cn.pop_size)
+        s->rx_dry = true; /* a short read took everything there was; new data brings a new edge */
     sga.sga_segs[0].sgaseg_len = (uint32_t)n;
     core_op_complete_pop(op, &sga);
     return true;
