@@ -45,6 +45,8 @@ struct catnap_sock {
      * fail (one system call per message saved in request-response traffic).
      */
     bool rx_dry;
+    /* EPOLLRDHUP/HUP/ERR was reported: a FIN may wait behind the data, so a short read proves nothing. */
+    bool rx_hup;
     struct core_oplist accepts;
     struct core_oplist connects;
     struct core_oplist pops;
@@ -471,8 +473,8 @@ static bool pop_try_tcp(struct catnap_sock *s, struct core_op *op)
     }
     if (n == 0)
         s->eof = true;
-    else if ((size_t)n < cn.pop_size)
-        s->rx_dry = true; /* a short read took everything there was; new data brings a new edge */
+    else if ((size_t)n < cn.pop_size && !s->rx_hup)
+        s->rx_dry = true; /* a short read took everything there was; new data or a FIN brings a new edge */
     sga.sga_segs[0].sgaseg_len = (uint32_t)n;
     core_op_complete_pop(op, &sga);
     return true;
@@ -909,6 +911,8 @@ static int catnap_poll(void)
         struct catnap_sock *s = p;
         if (cn.events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             s->rx_dry = false;
+        if (cn.events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            s->rx_hup = true;
         done += sock_progress(s);
     }
     if (cn.dl_head != NULL)
