@@ -407,6 +407,15 @@ static void ensure_pop(struct ssock *s)
         s->pop_pending = true;
 }
 
+/* Does an epoll set of this process watch s for readability? */
+static bool watched_for_input(const struct ssock *s)
+{
+    for (const struct epitem *it = s->items; it != NULL; it = it->snext)
+        if (!it->disabled && (it->events & EPOLLIN))
+            return true;
+    return false;
+}
+
 static void ensure_accept(struct ssock *s)
 {
     if (s->acc_pending || s->state != SS_LISTENING || s->accq_len >= ACCQ_LIMIT || s->closing)
@@ -524,7 +533,9 @@ static void dispatch(const demi_qresult_t *qr)
             s->accq_len++;
         }
     accepted:
-        ensure_accept(s);
+        /* Keep accepting only for a process that watches or waits (see shim_listen). */
+        if (s->waiters > 0 || watched_for_input(s))
+            ensure_accept(s);
     } else if (s->conn_pending && qr->qr_qt == s->conn_qt) {
         s->conn_pending = false;
         if (failed) {
@@ -862,7 +873,11 @@ int shim_listen(int fd, int backlog)
             s->state = SS_LISTENING;
             s->bound = true;
             s->backlog = backlog < 1 ? 1 : backlog;
-            ensure_accept(s);
+            /*
+             * No accept is posted yet: one outstanding here would take connections
+             * off the kernel's queue for this process even if only a forked sibling
+             * ever calls accept(). It is posted when someone accepts or watches.
+             */
             sock_changed(s);
         }
     }
@@ -908,7 +923,8 @@ int shim_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
             struct acc a = s->accq[s->accq_head];
             s->accq_head = (s->accq_head + 1) % s->accq_cap;
             s->accq_len--;
-            ensure_accept(s);
+            if (watched_for_input(s))
+                ensure_accept(s);
             sock_changed(s);
             struct ssock *ns;
             rc = sock_new(a.qd, SOCK_STREAM, flags & SOCK_NONBLOCK, flags & SOCK_CLOEXEC, &ns);
@@ -926,15 +942,14 @@ int shim_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
         if (s->acc_err) {
             rc = -s->acc_err;
             s->acc_err = 0;
-            ensure_accept(s);
             sock_changed(s);
             break;
         }
+        ensure_accept(s); /* this process asks for connections now */
         if (s->nonblock) {
             rc = -EAGAIN;
             break;
         }
-        ensure_accept(s);
         int wait = remaining_ms(deadline);
         if (wait == 0) {
             rc = -EAGAIN; /* SO_RCVTIMEO expired */
@@ -2085,6 +2100,8 @@ int shim_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     it->data = ev->data;
     it->disabled = false;
     ready_remove(ep, it);
+    if (s->state == SS_LISTENING && (it->events & EPOLLIN))
+        ensure_accept(s);
     progress();
     sock_changed(s);
 out:
@@ -2337,6 +2354,11 @@ int shim_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout, 
                 fds[i].revents = 0;
                 nkernel += fds[i].fd >= 0;
                 continue;
+            }
+            if (e->kind == SFD_SOCK && e->sock->state == SS_LISTENING && (fds[i].events & POLLIN) &&
+                !e->sock->acc_pending && e->sock->accq_len == 0) {
+                ensure_accept(e->sock);
+                progress();
             }
             fds[i].revents = our_revents(fds[i].fd, fds[i].events);
             if (fds[i].revents)

@@ -622,6 +622,28 @@ TEST_F(Shim, ThreadsWithTheirOwnEpollSets)
     EXPECT_EQ(ok.load(), kThreads * kConns * kRounds);
 }
 
+TEST_F(Shim, ConnectionsGoToTheProcessThatAccepts)
+{
+    // As on Linux: a listener shared across fork hands a connection to whichever process
+    // accepts, not to one that merely holds the socket and makes other calls.
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        alarm(10);
+        int a = shim_accept4(lst, nullptr, nullptr, 0);
+        if (a < 0)
+            _exit(2);
+        _exit(shim_write(a, "child", 5) == 5 ? 0 : 3);
+    }
+    int c = shim_socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_EQ(shim_connect(c, (sockaddr *)&addr, sizeof(addr)), 0);
+    EXPECT_EQ(read_n(c, 5), "child");
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    shim_close(c);
+}
+
 TEST_F(Shim, ForkedChildKeepsUsingInheritedSockets)
 {
     auto [c, s] = pair();
