@@ -25,6 +25,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,7 @@ static pthread_mutex_t lk = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static bool active;
 static int wait_fd = -1;
+static uint64_t spin_us = 50; /* DEMI_WAIT_SPIN_US, as the core's wait loop */
 static struct sfd **fdtab[FD_PAGES];
 static struct ssock **byqd;
 static int byqd_cap;
@@ -109,6 +111,13 @@ static void efd_clear(int fd)
 {
     uint64_t v;
     (void)syscall(SYS_read, fd, &v, sizeof(v));
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static uint64_t now_ms(void)
@@ -210,6 +219,13 @@ static void do_init(void)
     static char *argv[] = {arg0, NULL};
     struct demi_args args = {.argc = 1, .argv = argv, .callback = NULL};
     int rc = demi_init(&args);
+    const char *spin = getenv("DEMI_WAIT_SPIN_US");
+    if (spin != NULL && *spin != '\0') {
+        char *end;
+        unsigned long v = strtoul(spin, &end, 10);
+        if (*end == '\0' && v <= 1000000)
+            spin_us = v; /* demi_init has already rejected anything else */
+    }
     if (rc == 0 || rc == EEXIST) {
         int fd;
         wait_fd = demi_wait_fd(&fd) == 0 ? fd : -1;
@@ -2165,6 +2181,7 @@ int shim_epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int ti
     if (maxevents <= 0)
         return (int)ret(-EINVAL);
     uint64_t deadline = timeout < 0 ? UINT64_MAX : now_ms() + (uint64_t)timeout;
+    uint64_t spin_end = 0;
     struct epoll_event kev[64];
     enter();
     long rc;
@@ -2199,6 +2216,18 @@ int shim_epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int ti
         if (wait == 0) {
             rc = 0;
             break;
+        }
+        /*
+         * Spin a little before sleeping, as demi_wait does: a request that arrives
+         * within spin_us is served without a sleep and a wake-up in the kernel.
+         */
+        if (spin_end == 0)
+            spin_end = now_us() + spin_us;
+        if (now_us() < spin_end) {
+            pthread_mutex_unlock(&lk);
+            sched_yield();
+            pthread_mutex_lock(&lk);
+            continue;
         }
         /* Nothing ready: sleep in the kernel set, which holds the LibOS wait fd and our wake fd. */
         int kfd = ep->kfd;
