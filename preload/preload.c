@@ -822,7 +822,7 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 
 ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 {
-    if (our_socket(out_fd)) {
+    if (our_socket(out_fd) || our_socket(in_fd)) {
         ssize_t rc = shim_sendfile(out_fd, in_fd, offset, count);
         TRACE(rc, "sendfile(%d, %d, %p, %z)", out_fd, in_fd, offset, count);
         return rc;
@@ -835,7 +835,7 @@ _Static_assert(sizeof(off64_t) == sizeof(off_t), "sendfile64 assumes a 64-bit of
 
 ssize_t sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count)
 {
-    if (our_socket(out_fd)) {
+    if (our_socket(out_fd) || our_socket(in_fd)) {
         ssize_t rc = shim_sendfile(out_fd, in_fd, (off_t *)offset, count);
         TRACE(rc, "sendfile64(%d, %d, %p, %z)", out_fd, in_fd, offset, count);
         return rc;

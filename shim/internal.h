@@ -63,6 +63,7 @@ struct epitem {
     uint32_t events;     /* interest, incl. EPOLLET / EPOLLONESHOT */
     epoll_data_t data;
     bool disabled;       /* EPOLLONESHOT fired; re-armed by EPOLL_CTL_MOD */
+    bool exclusive;      /* added with EPOLLEXCLUSIVE: MOD is refused, as Linux does */
     bool queued;         /* on ep->ready */
     struct epitem *snext, *sprev; /* on s->items */
     struct epitem *rnext, *rprev; /* on ep->ready */
@@ -101,7 +102,7 @@ struct ssock {
     bool pop_pending;
     demi_qtoken_t pop_qt;
     bool rx_eof;         /* peer closed or SHUT_RD */
-    int rx_err;          /* error for the next read (reported once) */
+    int rx_err;          /* pending socket error (Linux's sk_err): reported once, by whichever call asks first */
     bool shut_rd, shut_wr;
     bool shut_wr_deferred; /* SHUT_WR requested while pushes were in flight */
 
@@ -109,8 +110,7 @@ struct ssock {
     struct txent *tx;    /* ring of pushes in flight */
     uint32_t tx_cap, tx_head, tx_len;
     size_t tx_bytes;
-    int tx_err;          /* first error a push failed with */
-    bool reset_seen;     /* the connection was reset */
+    bool reset_seen;     /* the connection ended in an error (reset, timeout): writes get EPIPE */
 
     /* accept */
     bool acc_pending;
@@ -125,6 +125,10 @@ struct ssock {
     demi_qtoken_t conn_qt;
     int so_error;        /* pending error for SO_ERROR / the next connect */
     bool conn_failed;    /* a connect failed: readiness reports ERR|HUP */
+    bool unconnecting;   /* a UDP connect(AF_UNSPEC) is in flight */
+    bool conn_async;     /* a non-blocking connect completed that no later connect() has seen */
+    bool unlistened;     /* shutdown(SHUT_RD) of a listener: accept says EINVAL */
+    int status_flags;    /* F_SETFL flags (O_NONBLOCK is `nonblock`) */
 
     struct epitem *items; /* epoll registrations */
     int fork_new;         /* scratch for fork_child */

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -329,9 +330,9 @@ static uint32_t sock_events(const struct ssock *s)
         ev |= EPOLLIN | EPOLLRDNORM;
     if (s->rx_eof)
         ev |= EPOLLRDHUP;
-    if (tx_room(s) || s->shut_wr || s->tx_err)
+    if (tx_room(s) || s->shut_wr || s->reset_seen)
         ev |= EPOLLOUT | EPOLLWRNORM;
-    if (s->rx_err || (s->tx_err && s->tx_err != EPIPE))
+    if (s->rx_err)
         ev |= EPOLLERR;
     if (s->reset_seen || (s->rx_eof && s->shut_wr))
         ev |= EPOLLHUP;
@@ -404,9 +405,30 @@ static void sock_changed(struct ssock *s)
     uint32_t ev = sock_events(s);
     if (s->waiters > 0)
         efd_sync(s, ev);
-    for (struct epitem *it = s->items; it != NULL; it = it->snext)
+    for (struct epitem *it = s->items; it != NULL; it = it->snext) {
         if (!it->disabled && (ev & (it->events | EPOLLERR | EPOLLHUP)))
             ready_add(it->ep, it);
+        else
+            ready_remove(it->ep, it); /* nothing to report any more: an outer set must not see it */
+    }
+}
+
+/*
+ * A connection whose peer closed has no pop outstanding, so a reset that follows
+ * (the answer to data sent after the peer's FIN) would go unnoticed: ask the
+ * LibOS for the socket's error when readiness or a write depends on it.
+ */
+static void probe_error(struct ssock *s)
+{
+    if (s->type != SOCK_STREAM || s->state != SS_CONNECTED || !s->rx_eof || s->reset_seen || s->shut_rd)
+        return;
+    int e = 0;
+    socklen_t l = sizeof(e);
+    if (demi_getsockopt(s->qd, SOL_SOCKET, SO_ERROR, &e, &l) == 0 && e != 0) {
+        s->rx_err = e;
+        s->reset_seen = true;
+        sock_changed(s);
+    }
 }
 
 /* ---- operations on the LibOS ------------------------------------------------------------------ */
@@ -489,10 +511,11 @@ static void dispatch(const demi_qresult_t *qr)
         s->pop_pending = false;
         if (failed) {
             if (err != ECANCELED) {
-                s->rx_err = err;
+                /* The connection is over; the error waits for the first call that asks. */
+                if (!s->reset_seen)
+                    s->rx_err = err;
                 s->rx_eof = true;
-                if (err == ECONNRESET)
-                    s->reset_seen = true;
+                s->reset_seen = true;
             }
         } else {
             demi_sgarray_t sga = qr->qr_value.sga;
@@ -566,7 +589,7 @@ static void dispatch(const demi_qresult_t *qr)
             s->bound = true;
             ensure_pop(s);
         } else {
-            s->udp_connected = true;
+            s->udp_connected = !s->unconnecting;
         }
     } else {
         uint32_t pos;
@@ -576,10 +599,9 @@ static void dispatch(const demi_qresult_t *qr)
         s->tx_bytes -= t->len;
         demi_sgafree(&t->sga);
         tx_remove(s, pos);
-        if (failed && err != ECANCELED && s->tx_err == 0) {
-            s->tx_err = err;
-            if (err == ECONNRESET)
-                s->reset_seen = true;
+        if (failed && err != ECANCELED && !s->reset_seen) {
+            s->rx_err = err;
+            s->reset_seen = true;
         }
         apply_deferred_shutdown(s);
         if (s->closing && s->tx_len == 0) {
@@ -610,30 +632,50 @@ static void sock_free(struct ssock *s);
 /* ---- sleeping ---------------------------------------------------------------------------------- */
 
 /*
- * After a signal interrupted a sleep: restart (as SA_RESTART asks) only if no
- * installed handler lacks SA_RESTART. The signal itself is unknown here, so
- * this errs towards EINTR, which every caller of a blocking call must handle.
+ * Blocking calls and signals. A handler installed with SA_RESTART makes Linux
+ * resume an interrupted read/write/accept/connect; without it the call fails
+ * with EINTR. A ppoll cannot tell which signal woke it, so a sleeping thread
+ * blocks every signal, watches the ones it had unblocked through a signalfd,
+ * and on waking looks at which are pending: then it unblocks them (their
+ * handlers run, outside our lock) and restarts only if every one of them asked
+ * for SA_RESTART.
  */
-static bool signals_restart(void)
+static pthread_key_t sigfd_key;
+static pthread_once_t sigfd_once = PTHREAD_ONCE_INIT;
+static __thread int sigfd = -1;
+
+static void sigfd_close(void *p)
 {
-    for (int sig = 1; sig < NSIG; sig++) {
-        struct sigaction sa;
-        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) != 0)
-            continue;
-        if (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN && !(sa.sa_flags & SA_RESTART))
-            return false;
+    sys_close((int)(intptr_t)p - 1);
+}
+
+static void sigfd_key_init(void)
+{
+    (void)pthread_key_create(&sigfd_key, sigfd_close);
+}
+
+/* The signalfd watching `mask`, or -1. */
+static int sigfd_for(const sigset_t *mask)
+{
+    int fd = signalfd(sigfd, mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (sigfd < 0) {
+        pthread_once(&sigfd_once, sigfd_key_init);
+        (void)pthread_setspecific(sigfd_key, (void *)(intptr_t)(fd + 1));
     }
-    return true;
+    sigfd = fd;
+    return fd;
 }
 
 /*
- * Sleep, lock released, until the LibOS may have progress, extra_fd (if >= 0)
- * is readable, or timeout_ms passes (-1: forever; capped when cap is set).
- * Returns 0, or -EINTR when a signal arrived and the call must not restart.
+ * Sleep, lock released, until the LibOS may have progress, s's eventfd is
+ * readable, or timeout_ms passes (-1: forever; capped when cap is set).
+ * Returns 0, or -EINTR when a signal handler without SA_RESTART ran.
  */
 static int sleep_on(struct ssock *s, int timeout_ms, bool cap)
 {
-    struct pollfd p[2];
+    struct pollfd p[3];
     nfds_t n = 0;
     if (wait_fd >= 0)
         p[n++] = (struct pollfd){.fd = wait_fd, .events = POLLIN};
@@ -646,18 +688,42 @@ static int sleep_on(struct ssock *s, int timeout_ms, bool cap)
     if (wait_fd < 0 || (cap && (timeout_ms < 0 || timeout_ms > SLEEP_CAP_MS)))
         timeout_ms = wait_fd < 0 ? 0 : SLEEP_CAP_MS; /* no wait fd: the LibOS only busy-polls */
     struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
+
+    sigset_t all, old, open;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    sigemptyset(&open);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP && !sigismember(&old, sig))
+            sigaddset(&open, sig);
+    int sfd = sigfd_for(&open);
+    nfds_t si = n;
+    if (sfd >= 0)
+        p[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+
     pthread_mutex_unlock(&lk);
     int depth = shim_depth;
-    shim_depth = 0; /* a signal handler may call into the shim while we sleep */
-    long r = syscall(SYS_ppoll, p, n, timeout_ms < 0 ? NULL : &ts, NULL, (size_t)(_NSIG / 8));
-    int e = errno;
+    shim_depth = 0; /* handlers that run below may call into the shim */
+    (void)syscall(SYS_ppoll, p, n, timeout_ms < 0 ? NULL : &ts, NULL, (size_t)(_NSIG / 8));
+    bool interrupted = false;
+    if (sfd >= 0 && (p[si].revents & POLLIN)) {
+        sigset_t pend;
+        sigpending(&pend);
+        for (int sig = 1; sig < NSIG; sig++) {
+            struct sigaction sa;
+            if (!sigismember(&pend, sig) || !sigismember(&open, sig) || sigaction(sig, NULL, &sa) != 0)
+                continue;
+            bool handler = (sa.sa_flags & SA_SIGINFO) || (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+            if (handler && !(sa.sa_flags & SA_RESTART))
+                interrupted = true;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL); /* pending signals are delivered here */
     shim_depth = depth;
     pthread_mutex_lock(&lk);
     if (s != NULL && --s->waiters == 0 && s->dead)
         sock_free(s); /* it was destroyed while we slept */
-    if (r < 0 && e == EINTR && !signals_restart())
-        return -EINTR;
-    return 0;
+    return interrupted ? -EINTR : 0;
 }
 
 /* Remaining ms until deadline (UINT64_MAX: none) as a poll timeout. */
@@ -838,10 +904,11 @@ int shim_socket(int domain, int type, int protocol)
 
 static int check_sockaddr(const struct sockaddr *addr, socklen_t len)
 {
+    /* In the kernel's order: the length first (a NULL address of length 0 is EINVAL), then the copy. */
+    if ((int)len < 0 || len > sizeof(struct sockaddr_storage) || len < sizeof(struct sockaddr_in))
+        return -EINVAL;
     if (addr == NULL)
         return -EFAULT;
-    if (len < sizeof(struct sockaddr_in))
-        return -EINVAL;
     if (addr->sa_family != AF_INET)
         return -EAFNOSUPPORT;
     return 0;
@@ -929,12 +996,14 @@ int shim_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
             rc = -EOPNOTSUPP;
             break;
         }
-        if (s->state != SS_LISTENING) {
+        if (s->state != SS_LISTENING || s->unlistened) {
             rc = -EINVAL;
             break;
         }
-        if (s->accq_len == 0)
+        if (s->accq_len == 0) {
+            ensure_accept(s); /* this process asks for connections now */
             progress();
+        }
         if (s->accq_len > 0) {
             struct acc a = s->accq[s->accq_head];
             s->accq_head = (s->accq_head + 1) % s->accq_cap;
@@ -961,7 +1030,6 @@ int shim_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
             sock_changed(s);
             break;
         }
-        ensure_accept(s); /* this process asks for connections now */
         if (s->nonblock) {
             rc = -EAGAIN;
             break;
@@ -988,15 +1056,29 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len)
         goto out;
     }
     if (s->type == SOCK_DGRAM && addr != NULL && len >= sizeof(sa_family_t) && addr->sa_family == AF_UNSPEC) {
-        /* Dissolving a UDP association is not offered by the queue API. */
-        rc = -EOPNOTSUPP;
+        /* Dissolve the association (demi_connect's AF_UNSPEC extension); it completes at once. */
+        struct sockaddr_in un = {.sin_family = AF_UNSPEC};
+        int e = demi_connect(&s->conn_qt, s->qd, (struct sockaddr *)&un, sizeof(un));
+        if (e != 0) {
+            rc = -e;
+            goto out;
+        }
+        s->conn_pending = true;
+        s->unconnecting = true;
+        progress();
+        while (s->conn_pending && sleep_on(s, 10, true) == 0 && sock_of(fd) == s)
+            progress();
+        s->unconnecting = false;
+        rc = 0;
         goto out;
     }
     if ((rc = check_sockaddr(addr, len)) < 0)
         goto out;
     if (s->type == SOCK_STREAM) {
         if (s->state == SS_CONNECTED) {
-            rc = -EISCONN;
+            /* As Linux: the first connect() after a non-blocking one completed reports success. */
+            rc = s->conn_async ? 0 : -EISCONN;
+            s->conn_async = false;
             goto out;
         }
         if (s->state == SS_LISTENING) {
@@ -1030,6 +1112,7 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len)
         s->state = SS_CONNECTING;
     sock_changed(s);
     if (s->type == SOCK_STREAM && s->nonblock) {
+        s->conn_async = true;
         rc = -EINPROGRESS;
         goto out;
     }
@@ -1069,7 +1152,12 @@ int shim_shutdown(int fd, int how)
         rc = -EBADF;
     else if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
         rc = -EINVAL;
-    else if (s->type == SOCK_STREAM && s->state != SS_CONNECTED)
+    else if (s->type == SOCK_STREAM && s->state == SS_LISTENING) {
+        /* As Linux: shutting a listener's read side stops it accepting; the write side is a no-op. */
+        if (how != SHUT_WR)
+            s->unlistened = true;
+        sock_changed(s);
+    } else if (s->type == SOCK_STREAM && s->state != SS_CONNECTED)
         rc = -ENOTCONN;
     else if (s->type == SOCK_DGRAM && !s->udp_connected)
         rc = -ENOTCONN;
@@ -1095,6 +1183,17 @@ int shim_shutdown(int fd, int how)
 }
 
 /* ---- receiving ------------------------------------------------------------------------------ */
+
+/* The checks the kernel's copy would fail with EFAULT that can be made without faulting: NULL buffers. */
+static bool iov_valid(const struct iovec *iov, size_t n)
+{
+    if (n > 0 && iov == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (iov[i].iov_base == NULL && iov[i].iov_len > 0)
+            return false;
+    return true;
+}
 
 static size_t iov_total(const struct iovec *iov, size_t n)
 {
@@ -1155,8 +1254,15 @@ static ssize_t recv_stream(struct ssock **sp, int fd, struct msghdr *msg, int fl
     msg->msg_namelen = 0;
     if (s->state != SS_CONNECTED)
         return s->state == SS_NEW && s->conn_failed ? 0 : -ENOTCONN;
-    if (total == 0)
+    if (total == 0) {
+        /* As tcp_recvmsg: a non-blocking empty read of nothing is EAGAIN, otherwise 0. */
+        if (nonblock && s->rx_bytes == 0 && !s->rx_eof && !s->rx_err) {
+            progress();
+            if (s->rx_bytes == 0 && !s->rx_eof && !s->rx_err)
+                return -EAGAIN;
+        }
         return 0;
+    }
     for (;;) {
         if (s->rx_bytes == 0 && !s->rx_eof && !s->rx_err)
             progress();
@@ -1259,7 +1365,12 @@ ssize_t shim_recvmsg(int fd, struct msghdr *msg, int flags)
         rc = -EBADF;
     else if (msg->msg_iovlen > IOV_MAX)
         rc = -EMSGSIZE;
-    else {
+    else if (!iov_valid(msg->msg_iov, msg->msg_iovlen)) {
+        rc = -EFAULT;
+        /* The kernel dequeues a datagram before the copy fails: it is gone. */
+        if (s->type == SOCK_DGRAM && !(flags & MSG_PEEK) && s->rx_head)
+            rx_drop_head(s), ensure_pop(s), sock_changed(s);
+    } else {
         msg->msg_controllen = 0;
         if (s->type == SOCK_STREAM) {
             rc = recv_stream(&s, fd, msg, flags);
@@ -1368,12 +1479,16 @@ static ssize_t send_stream(struct ssock **sp, int fd, const struct msghdr *msg, 
             return -EAGAIN;
         return s->conn_failed && s->so_error ? -s->so_error : pipe_error(flags);
     }
+    probe_error(s);
     for (;;) {
-        if (s->tx_err == ECONNRESET) {
-            s->tx_err = EPIPE;
-            return sent > 0 ? (ssize_t)sent : -ECONNRESET;
+        if (s->rx_err && sent == 0) {
+            /* The pending error goes to the first call that asks, as sk_err does. */
+            int e = s->rx_err;
+            s->rx_err = 0;
+            sock_changed(s);
+            return e == EPIPE ? pipe_error(flags) : -e;
         }
-        if (s->shut_wr || s->tx_err || s->reset_seen)
+        if (s->shut_wr || s->reset_seen)
             return sent > 0 ? (ssize_t)sent : pipe_error(flags);
         if (sent == total)
             return (ssize_t)sent;
@@ -1466,6 +1581,8 @@ ssize_t shim_sendmsg(int fd, const struct msghdr *msg, int flags)
         rc = -EBADF;
     else if (msg->msg_iovlen > IOV_MAX)
         rc = -EMSGSIZE;
+    else if (!iov_valid(msg->msg_iov, msg->msg_iovlen))
+        rc = -EFAULT;
     else if (s->type == SOCK_STREAM)
         rc = send_stream(&s, fd, msg, flags);
     else
@@ -1506,8 +1623,39 @@ ssize_t shim_sendto(int fd, const void *buf, size_t len, int flags, const struct
     return shim_sendmsg(fd, &m, flags);
 }
 
+/* sendfile(2) out of one of our sockets (the kernel splices from a socket, too). */
+static ssize_t sendfile_from_socket(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+    if (offset != NULL)
+        return ret(-ESPIPE);
+    char buf[16 * 1024];
+    size_t done = 0;
+    while (done < count) {
+        size_t want = count - done < sizeof(buf) ? count - done : sizeof(buf);
+        /* Wait (per the socket's mode) only for the first bytes, as a splice does. */
+        ssize_t n = shim_recvfrom(in_fd, buf, want, done > 0 ? MSG_DONTWAIT : 0, NULL, NULL);
+        if (n <= 0) {
+            if (done > 0 || n == 0)
+                break;
+            return -1;
+        }
+        size_t w = 0;
+        while (w < (size_t)n) {
+            long r = shim_owns_socket(out_fd) ? shim_write(out_fd, buf + w, (size_t)n - w)
+                                              : syscall(SYS_write, out_fd, buf + w, (size_t)n - w);
+            if (r < 0)
+                return done > 0 ? (ssize_t)done : -1; /* what was read is lost, as a failed splice loses it */
+            w += (size_t)r;
+        }
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
 ssize_t shim_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 {
+    if (shim_owns_socket(in_fd))
+        return sendfile_from_socket(out_fd, in_fd, offset, count);
     /* Read the file into pushes; the file is the kernel's, so raw reads. */
     char buf[64 * 1024];
     size_t done = 0;
@@ -1555,7 +1703,7 @@ int shim_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
     struct ssock *s = sock_of(fd);
     if (s == NULL) {
         rc = -EBADF;
-    } else if (val == NULL || len == NULL) {
+    } else if (len == NULL || (val == NULL && *len > 0)) {
         rc = -EFAULT;
     } else if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
         uint32_t ms = name == SO_RCVTIMEO ? s->rcvtimeo_ms : s->sndtimeo_ms;
@@ -1566,16 +1714,15 @@ int shim_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
     } else if (level == SOL_SOCKET && (name == SO_ERROR || name == SO_TYPE || name == SO_ACCEPTCONN ||
                                         name == SO_DOMAIN || name == SO_PROTOCOL)) {
         int v = 0;
-        if (*len < sizeof(int)) {
-            rc = -EINVAL;
-        } else {
+        {
             switch (name) {
             case SO_ERROR:
                 progress();
-                v = s->so_error ? s->so_error : (s->rx_err && s->type == SOCK_STREAM ? s->rx_err : 0);
+                probe_error(s);
+                v = s->so_error ? s->so_error : s->rx_err;
                 if (s->so_error)
                     s->so_error = 0;
-                else if (v)
+                else
                     s->rx_err = 0;
                 sock_changed(s);
                 break;
@@ -1584,13 +1731,22 @@ int shim_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
             case SO_DOMAIN: v = AF_INET; break;
             case SO_PROTOCOL: v = s->type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP; break;
             }
-            memcpy(val, &v, sizeof(v));
-            *len = sizeof(int);
+            socklen_t n = *len < sizeof(v) ? *len : sizeof(v);
+            memcpy(val, &v, n);
+            *len = n;
         }
+    } else if ((int)*len < 0) {
+        rc = -EINVAL;
     } else {
-        rc = -demi_getsockopt(s->qd, level, name, val, len);
-        if (rc == -ENOTSUP)
-            rc = -ENOPROTOOPT;
+        /* Ask with room to spare, then truncate to the caller's length as the kernel does. */
+        char buf[512];
+        socklen_t l = sizeof(buf);
+        rc = -demi_getsockopt(s->qd, level, name, buf, &l);
+        if (rc == 0) {
+            socklen_t n = *len < l ? *len : l;
+            memcpy(val, buf, n);
+            *len = n;
+        }
     }
     leave();
     return (int)ret(rc);
@@ -1623,8 +1779,6 @@ int shim_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
         }
     } else {
         rc = -demi_setsockopt(s->qd, level, name, val, len);
-        if (rc == -ENOTSUP)
-            rc = -ENOPROTOOPT;
         if (rc == 0 && level == SOL_SOCKET && name == SO_LINGER && len >= sizeof(struct linger)) {
             const struct linger *l = val;
             s->linger0 = l->l_onoff && l->l_linger == 0;
@@ -1758,11 +1912,14 @@ int shim_fcntl(int fd, int cmd, long arg)
     }
     switch (cmd) {
     case F_GETFL:
-        rc = O_RDWR | (e->kind == SFD_SOCK && e->sock->nonblock ? O_NONBLOCK : 0);
+        rc = O_RDWR | (e->kind == SFD_SOCK ? e->sock->status_flags | (e->sock->nonblock ? O_NONBLOCK : 0) : 0);
         break;
     case F_SETFL:
-        if (e->kind == SFD_SOCK)
+        /* The flags Linux lets F_SETFL change; they belong to the open file, shared by dups. */
+        if (e->kind == SFD_SOCK) {
             e->sock->nonblock = (arg & O_NONBLOCK) != 0;
+            e->sock->status_flags = (int)(arg & (O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME));
+        }
         break;
     case F_GETFD:
         rc = e->cloexec ? FD_CLOEXEC : 0;
@@ -1941,14 +2098,6 @@ int shim_epoll_create1(int flags)
         rc = -errno;
         goto fail;
     }
-    if (wait_fd >= 0) {
-        ev.events = EPOLLIN; /* EPOLLEXCLUSIVE is refused for a nested epoll fd */
-        ev.data.ptr = &tag_wait;
-        if (syscall(SYS_epoll_ctl, kfd, EPOLL_CTL_ADD, wait_fd, &ev) < 0) {
-            rc = -errno;
-            goto fail;
-        }
-    }
     ep->kfd = kfd;
     ep->wake_efd = wfd;
     ep->nfds = 1;
@@ -2091,6 +2240,10 @@ int shim_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
         rc = -EFAULT;
         goto out;
     }
+    if (op == EPOLL_CTL_MOD && it != NULL && it->exclusive) {
+        rc = -EINVAL;
+        goto out;
+    }
     if (op == EPOLL_CTL_ADD) {
         if (it != NULL) {
             rc = -EEXIST;
@@ -2112,6 +2265,8 @@ int shim_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
         rc = -ENOENT;
         goto out;
     }
+    if (op == EPOLL_CTL_ADD)
+        it->exclusive = (ev->events & EPOLLEXCLUSIVE) != 0;
     it->events = ev->events & ~EPOLLEXCLUSIVE;
     it->data = ev->data;
     it->disabled = false;
@@ -2134,6 +2289,7 @@ static int collect_ours(struct sepoll *ep, struct epoll_event *out, int max)
     while (it != NULL && n < max) {
         struct epitem *next = it->rnext;
         bool last = it == stop;
+        probe_error(it->s);
         uint32_t ev = sock_events(it->s) & (it->events | EPOLLERR | EPOLLHUP);
         ready_remove(ep, it);
         if (ev != 0 && !it->disabled) {
@@ -2231,7 +2387,15 @@ int shim_epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int ti
         }
         /* Nothing ready: sleep in the kernel set, which holds the LibOS wait fd and our wake fd. */
         int kfd = ep->kfd;
-        ep->sleepers++;
+        /*
+         * The LibOS wait fd is in the kernel set only while someone sleeps in it:
+         * kept there for good, it would make this set look readable to an outer
+         * set whenever the LibOS has work, though nothing of the program's is ready.
+         */
+        if (ep->sleepers++ == 0 && wait_fd >= 0) {
+            struct epoll_event wev = {.events = EPOLLIN, .data.ptr = &tag_wait};
+            (void)syscall(SYS_epoll_ctl, kfd, EPOLL_CTL_ADD, wait_fd, &wev);
+        }
         if (ep->wake_set && ep->ready_head == NULL) {
             ep->wake_set = false;
             efd_clear(ep->wake_efd);
@@ -2244,10 +2408,14 @@ int shim_epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int ti
         int err = errno;
         shim_depth = depth;
         pthread_mutex_lock(&lk);
-        if (--ep->sleepers == 0 && ep->dead) {
-            free(ep); /* closed while we slept */
-            rc = -EBADF;
-            break;
+        if (--ep->sleepers == 0) {
+            if (ep->dead) {
+                free(ep); /* closed while we slept */
+                rc = -EBADF;
+                break;
+            }
+            if (wait_fd >= 0)
+                (void)syscall(SYS_epoll_ctl, ep->kfd, EPOLL_CTL_DEL, wait_fd, NULL);
         }
         if (k < 0) {
             rc = -err; /* epoll_wait is never restarted after a signal handler */
@@ -2314,6 +2482,7 @@ static short our_revents(int fd, short events)
             return events & POLLIN;
         return 0;
     }
+    probe_error(e->sock);
     uint32_t ev = sock_events(e->sock);
     short r = 0;
     if (ev & EPOLLIN)
@@ -2567,11 +2736,6 @@ static void fork_epoll_cb(int fd, struct sfd *e, void *ctx)
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_wake};
     syscall(SYS_epoll_ctl, nk, EPOLL_CTL_ADD, nw, &ev);
-    if (wait_fd >= 0) {
-        ev.events = EPOLLIN; /* EPOLLEXCLUSIVE is refused for a nested epoll fd */
-        ev.data.ptr = &tag_wait;
-        syscall(SYS_epoll_ctl, nk, EPOLL_CTL_ADD, wait_fd, &ev);
-    }
     for (int f = 0; f < ep->kitems_cap; f++) {
         struct kitem *ki = ep->kitems[f];
         if (ki == NULL)

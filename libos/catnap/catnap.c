@@ -736,7 +736,16 @@ static bool connect_error_is_argument(int e)
 static int catnap_connect(struct core_queue *q, struct core_op *op)
 {
     struct catnap_sock *s = q->priv;
-    if (connect(s->fd, (const struct sockaddr *)&op->addr, sizeof(op->addr)) == 0) {
+    int r = connect(s->fd, (const struct sockaddr *)&op->addr, sizeof(op->addr));
+    /*
+     * After an earlier non-blocking attempt failed (and we took its error with
+     * SO_ERROR), the kernel answers the next connect() with ECONNABORTED and
+     * resets the socket; a blocking socket would have started a new attempt.
+     * Start it.
+     */
+    if (r < 0 && errno == ECONNABORTED)
+        r = connect(s->fd, (const struct sockaddr *)&op->addr, sizeof(op->addr));
+    if (r == 0) {
         core_op_complete_connect(op);
         return 0;
     }
@@ -803,56 +812,16 @@ static int catnap_shutdown(struct core_queue *q, int how)
 }
 
 /* Options handed through to the kernel; anything else is ENOPROTOOPT. */
-struct catnap_sockopt {
-    int level;
-    int name;
-    bool can_set;
-};
-
-static const struct catnap_sockopt catnap_sockopts[] = {
-    { SOL_SOCKET, SO_REUSEADDR, true },
-    { SOL_SOCKET, SO_REUSEPORT, true },
-    { SOL_SOCKET, SO_KEEPALIVE, true },
-    { SOL_SOCKET, SO_LINGER, true },
-    { SOL_SOCKET, SO_RCVBUF, true },
-    { SOL_SOCKET, SO_SNDBUF, true },
-    { SOL_SOCKET, SO_BROADCAST, true },
-    { SOL_SOCKET, SO_RCVLOWAT, true },
-    { SOL_SOCKET, SO_PRIORITY, true },
-    { SOL_SOCKET, SO_ERROR, false },
-    { SOL_SOCKET, SO_TYPE, false },
-    { SOL_SOCKET, SO_DOMAIN, false },
-    { SOL_SOCKET, SO_PROTOCOL, false },
-    { SOL_SOCKET, SO_ACCEPTCONN, false },
-    { IPPROTO_TCP, TCP_NODELAY, true },
-    { IPPROTO_TCP, TCP_KEEPIDLE, true },
-    { IPPROTO_TCP, TCP_KEEPINTVL, true },
-    { IPPROTO_TCP, TCP_KEEPCNT, true },
-    { IPPROTO_TCP, TCP_CORK, true },
-    { IPPROTO_TCP, TCP_QUICKACK, true },
-    { IPPROTO_TCP, TCP_USER_TIMEOUT, true },
-    { IPPROTO_TCP, TCP_DEFER_ACCEPT, true },
-    { IPPROTO_TCP, TCP_MAXSEG, true },
-    { IPPROTO_TCP, TCP_INFO, false },
-    { IPPROTO_IP, IP_TOS, true },
-    { IPPROTO_IP, IP_TTL, true },
-};
-
-static const struct catnap_sockopt *sockopt_find(int level, int name)
-{
-    for (size_t i = 0; i < sizeof(catnap_sockopts) / sizeof(catnap_sockopts[0]); i++)
-        if (catnap_sockopts[i].level == level && catnap_sockopts[i].name == name)
-            return &catnap_sockopts[i];
-    return NULL;
-}
-
+/*
+ * Options go to the kernel socket as they are: catnap's sockets are kernel
+ * sockets, so the kernel's answers (values, errors, ENOPROTOOPT/EOPNOTSUPP for
+ * what it does not know) are exactly Linux's. Nothing a program can set
+ * changes how catnap drives the socket: it stays non-blocking and edge-triggered.
+ */
 static int catnap_setsockopt(struct core_queue *q, int level, int optname, const void *optval,
                              socklen_t optlen)
 {
     struct catnap_sock *s = q->priv;
-    const struct catnap_sockopt *o = sockopt_find(level, optname);
-    if (o == NULL || !o->can_set)
-        return -ENOPROTOOPT;
     if (setsockopt(s->fd, level, optname, optval, optlen) < 0)
         return -errno;
     return 0;
@@ -862,8 +831,6 @@ static int catnap_getsockopt(struct core_queue *q, int level, int optname, void 
                              socklen_t *optlen)
 {
     struct catnap_sock *s = q->priv;
-    if (sockopt_find(level, optname) == NULL)
-        return -ENOPROTOOPT;
     if (getsockopt(s->fd, level, optname, optval, optlen) < 0)
         return -errno;
     return 0;

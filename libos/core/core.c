@@ -342,8 +342,19 @@ int demi_connect(demi_qtoken_t *qt_out, int sockqd, const struct sockaddr *addr,
     int rc = enter(sockqd, &q);
     if (rc)
         return rc;
-    if (!is_socket(q) || check_addr(addr, size) < 0)
-        return leave(-EINVAL);
+    /*
+     * Extension, as connect(2): AF_UNSPEC on a datagram socket dissolves its
+     * association (the completion leaves it unconnected).
+     */
+    struct sockaddr_in target;
+    memset(&target, 0, sizeof(target));
+    if (q->kind == CORE_Q_UDP && addr != NULL && size >= sizeof(sa_family_t) && addr->sa_family == AF_UNSPEC) {
+        target.sin_family = AF_UNSPEC;
+    } else {
+        if (!is_socket(q) || check_addr(addr, size) < 0)
+            return leave(-EINVAL);
+        memcpy(&target, addr, sizeof(target));
+    }
     if (q->kind == CORE_Q_TCP) {
         if (q->state == CORE_QS_CONNECTING)
             return leave(-EALREADY);
@@ -353,7 +364,7 @@ int demi_connect(demi_qtoken_t *qt_out, int sockqd, const struct sockaddr *addr,
     enum core_qstate before = q->state;
     if (q->kind == CORE_Q_TCP)
         q->state = CORE_QS_CONNECTING;
-    rc = start_op(q, DEMI_OPC_CONNECT, core.ops->connect, NULL, addr, qt_out);
+    rc = start_op(q, DEMI_OPC_CONNECT, core.ops->connect, NULL, (const struct sockaddr *)&target, qt_out);
     if (rc < 0 && q->state == CORE_QS_CONNECTING)
         q->state = before;
     return leave(rc);

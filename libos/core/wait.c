@@ -189,7 +189,7 @@ void core_op_complete_connect(struct core_op *op)
     if (op->q && op->q->kind == CORE_Q_TCP)
         op->q->state = CORE_QS_CONNECTED;
     else if (op->q && op->q->kind == CORE_Q_UDP)
-        op->q->udp_connected = true;
+        op->q->udp_connected = op->addr.sin_family != AF_UNSPEC;
     op_done(op, DEMI_OPC_CONNECT, 0);
 }
 
