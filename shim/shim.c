@@ -863,16 +863,59 @@ static void sock_free(struct ssock *s)
 static void epitem_unlink(struct epitem *it);
 
 /* The last descriptor of s is gone: flush pending pushes (as close(2) does) and release it. */
+/*
+ * Drives the LibOS for sockets closed with data still in flight, until their
+ * pushes complete and they can really close: close(2) returns at once and the
+ * kernel keeps sending, and a program may never call us again to make progress.
+ */
+static bool reaper_running;
+
+static void *reaper(void *arg)
+{
+    (void)arg;
+    shim_depth++;
+    pthread_mutex_lock(&lk);
+    while (lingering != NULL) {
+        progress();
+        if (lingering == NULL || sleep_on(NULL, SLEEP_CAP_MS, true) < 0)
+            continue;
+    }
+    reaper_running = false;
+    pthread_mutex_unlock(&lk);
+    return NULL;
+}
+
+static void reaper_start(void)
+{
+    if (reaper_running)
+        return;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* The reaper must never take the program's signals: it starts with all of them blocked. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_t t;
+    if (pthread_create(&t, &attr, reaper, NULL) == 0)
+        reaper_running = true;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+}
+
 static void sock_release(struct ssock *s)
 {
     while (s->items)
         epitem_unlink(s->items);
+    if (s->tx_len > 0)
+        progress(); /* most pushes are done already; collect them */
     if (s->tx_len > 0 && !s->linger0 && !s->reset_seen) {
         s->closing = true;
         s->lnext = lingering;
         lingering = s;
         if (s->shut_wr_deferred)
             apply_deferred_shutdown(s);
+        reaper_start();
         return;
     }
     sock_destroy(s);
