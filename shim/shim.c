@@ -68,6 +68,7 @@ static int byqd_cap;
 static struct rxent *rx_free;
 static struct ssock *lingering;
 static const struct timespec zero_ts = {0, 0};
+static uint64_t tx_pending_total; /* pushes in flight over all sockets */
 /* Internal tags in our kernel epoll sets (kitem pointers are the third kind). */
 static char tag_wait, tag_wake;
 
@@ -479,6 +480,7 @@ static struct txent *tx_find(struct ssock *s, demi_qtoken_t qt, uint32_t *pos)
 
 static void tx_remove(struct ssock *s, uint32_t i)
 {
+    tx_pending_total--;
     /* Pushes complete in order almost always; keep the ring dense otherwise. */
     for (; i > 0; i--) {
         uint32_t a = (s->tx_head + i) % s->tx_cap, b = (s->tx_head + i - 1) % s->tx_cap;
@@ -597,7 +599,8 @@ static void dispatch(const demi_qresult_t *qr)
         if (t == NULL)
             return;
         s->tx_bytes -= t->len;
-        demi_sgafree(&t->sga);
+        if (t->sga.sga_buf != NULL)
+            demi_sgafree(&t->sga);
         tx_remove(s, pos);
         if (failed && err != ECANCELED && !s->reset_seen) {
             s->rx_err = err;
@@ -675,6 +678,32 @@ static int sigfd_for(const sigset_t *mask)
  */
 static int sleep_on(struct ssock *s, int timeout_ms, bool cap)
 {
+    /*
+     * Spin first, as demi_wait does: an answer that comes within spin_us is
+     * picked up without a sleep and a wake-up in the kernel (the round trip of
+     * a blocking request-response client).
+     */
+    if (s != NULL && spin_us > 0 && timeout_ms != 0) {
+        uint32_t ev0 = sock_events(s);
+        bool pending0 = s->conn_pending;
+        uint64_t end = now_us() + spin_us;
+        s->waiters++; /* keeps s allocated while the lock is dropped (see sock_destroy) */
+        bool changed = false;
+        do {
+            pthread_mutex_unlock(&lk);
+            sched_yield();
+            pthread_mutex_lock(&lk);
+            if (!s->dead)
+                progress();
+            changed = s->dead || sock_events(s) != ev0 || s->conn_pending != pending0;
+        } while (!changed && now_us() < end);
+        if (--s->waiters == 0 && s->dead) {
+            sock_free(s);
+            return 0;
+        }
+        if (changed)
+            return 0; /* something changed: the caller looks again */
+    }
     struct pollfd p[3];
     nfds_t n = 0;
     if (wait_fd >= 0)
@@ -831,7 +860,8 @@ static void sock_destroy(struct ssock *s)
     while (s->tx_len > 0) {
         struct txent *t = &s->tx[s->tx_head];
         drain_token(t->qt);
-        demi_sgafree(&t->sga);
+        if (t->sga.sga_buf != NULL)
+            demi_sgafree(&t->sga);
         tx_remove(s, 0);
     }
     while (s->accq_len > 0) {
@@ -864,9 +894,10 @@ static void epitem_unlink(struct epitem *it);
 
 /* The last descriptor of s is gone: flush pending pushes (as close(2) does) and release it. */
 /*
- * Drives the LibOS for sockets closed with data still in flight, until their
- * pushes complete and they can really close: close(2) returns at once and the
- * kernel keeps sending, and a program may never call us again to make progress.
+ * The flusher drives the LibOS while bytes a write(2) already accepted are still
+ * in flight (or a closed socket waits for them): the kernel goes on sending
+ * after write and close return, and a program may not call us again for a long
+ * time (it waits in a poll of its own kernel fds, or exits main).
  */
 static bool reaper_running;
 
@@ -875,9 +906,9 @@ static void *reaper(void *arg)
     (void)arg;
     shim_depth++;
     pthread_mutex_lock(&lk);
-    while (lingering != NULL) {
+    while (lingering != NULL || tx_pending_total > 0) {
         progress();
-        if (lingering == NULL || sleep_on(NULL, SLEEP_CAP_MS, true) < 0)
+        if ((lingering == NULL && tx_pending_total == 0) || sleep_on(NULL, SLEEP_CAP_MS, true) < 0)
             continue;
     }
     reaper_running = false;
@@ -1455,31 +1486,74 @@ ssize_t shim_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr 
 
 /* ---- sending -------------------------------------------------------------------------------- */
 
+static int tx_reserve(struct ssock *s);
+
 static int tx_push(struct ssock *s, demi_sgarray_t *sga, uint32_t len, const struct sockaddr_in *to)
 {
-    if (s->tx_len == s->tx_cap) {
-        uint32_t ncap = s->tx_cap ? s->tx_cap * 2 : 16;
-        struct txent *n = malloc(ncap * sizeof(*n));
-        if (n == NULL)
-            return -ENOMEM;
-        for (uint32_t i = 0; i < s->tx_len; i++)
-            n[i] = s->tx[(s->tx_head + i) % s->tx_cap];
-        free(s->tx);
-        s->tx = n;
-        s->tx_cap = ncap;
-        s->tx_head = 0;
-    }
+    int rc = tx_reserve(s);
+    if (rc < 0)
+        return rc;
     sga->sga_segs[0].sgaseg_len = len;
     demi_qtoken_t qt;
     int e = to ? demi_pushto(&qt, s->qd, sga, (const struct sockaddr *)to, sizeof(*to)) : demi_push(&qt, s->qd, sga);
     if (e != 0)
         return -e;
+    /*
+     * Most pushes complete inside demi_push (the kernel took the bytes): collect
+     * that at once, which costs no system call, instead of tracking it.
+     */
+    demi_qresult_t qr;
+    if (demi_wait(&qr, qt, &zero_ts) == 0) {
+        if (qr.qr_opcode == DEMI_OPC_FAILED && qr.qr_ret != ECANCELED && !s->reset_seen) {
+            s->rx_err = (int)qr.qr_ret;
+            s->reset_seen = true;
+        }
+        demi_sgafree(sga);
+        return 0;
+    }
     struct txent *t = &s->tx[(s->tx_head + s->tx_len) % s->tx_cap];
     t->qt = qt;
     t->sga = *sga;
     t->len = len;
     s->tx_len++;
+    tx_pending_total++;
     s->tx_bytes += len;
+    return 0;
+}
+
+/* Make room for one more push in flight; 0 or -ENOMEM. */
+static int tx_reserve(struct ssock *s)
+{
+    if (s->tx_len < s->tx_cap)
+        return 0;
+    uint32_t ncap = s->tx_cap ? s->tx_cap * 2 : 16;
+    struct txent *n = malloc(ncap * sizeof(*n));
+    if (n == NULL)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < s->tx_len; i++)
+        n[i] = s->tx[(s->tx_head + i) % s->tx_cap];
+    free(s->tx);
+    s->tx = n;
+    s->tx_cap = ncap;
+    s->tx_head = 0;
+    return 0;
+}
+
+/* A zero-byte datagram, tracked like any push so ordering and close still hold. */
+static int tx_push_empty(struct ssock *s, const struct sockaddr_in *to)
+{
+    int rc = tx_reserve(s);
+    if (rc < 0)
+        return rc;
+    demi_qtoken_t qt;
+    int e = demi_pushto_empty(&qt, s->qd, (const struct sockaddr *)to, to ? sizeof(*to) : 0);
+    if (e != 0)
+        return -e;
+    struct txent *t = &s->tx[(s->tx_head + s->tx_len) % s->tx_cap];
+    memset(t, 0, sizeof(*t));
+    t->qt = qt;
+    s->tx_len++;
+    tx_pending_total++;
     return 0;
 }
 
@@ -1591,18 +1665,22 @@ static ssize_t send_dgram(struct ssock *s, const struct msghdr *msg, int flags)
         return -EMSGSIZE;
     if (!tx_room(s))
         progress();
-    /* The queue API cannot carry an empty datagram. */
-    demi_sgarray_t sga = demi_sgaalloc(total ? total : 1);
-    if (sga.sga_numsegs == 0)
-        return -ENOBUFS;
-    iov_gather(msg->msg_iov, msg->msg_iovlen, 0, sga.sga_segs[0].sgaseg_buf, total);
+    demi_sgarray_t sga;
+    int e;
     if (total == 0) {
-        demi_sgafree(&sga);
-        return 0;
+        /* An empty datagram is a datagram too; demi_push cannot carry one, the extension can. */
+        memset(&sga, 0, sizeof(sga));
+        e = tx_push_empty(s, to);
+    } else {
+        sga = demi_sgaalloc(total);
+        if (sga.sga_numsegs == 0)
+            return -ENOBUFS;
+        iov_gather(msg->msg_iov, msg->msg_iovlen, 0, sga.sga_segs[0].sgaseg_buf, total);
+        e = tx_push(s, &sga, (uint32_t)total, to);
     }
-    int e = tx_push(s, &sga, (uint32_t)total, to);
     if (e < 0) {
-        demi_sgafree(&sga);
+        if (sga.sga_buf != NULL)
+            demi_sgafree(&sga);
         return e;
     }
     s->bound = true; /* sending binds an unbound datagram socket */
@@ -1630,6 +1708,8 @@ ssize_t shim_sendmsg(int fd, const struct msghdr *msg, int flags)
         rc = send_stream(&s, fd, msg, flags);
     else
         rc = send_dgram(s, msg, flags);
+    if (tx_pending_total > 0)
+        reaper_start(); /* bytes the kernel would keep sending after we return */
     leave();
     return ret(rc);
 }

@@ -25,6 +25,16 @@ extern int demi_getsockname(_In_ int qd, _Out_ struct sockaddr *addr, _Inout_ so
 /* Shut down one or both directions of a connected socket queue (SHUT_RD, SHUT_WR, SHUT_RDWR). */
 extern int demi_shutdown(_In_ int qd, _In_ int how);
 
+/*
+ * Push a datagram of zero bytes on a UDP queue (which demi_pushto cannot, as its
+ * sga must not be empty), to dest_addr, or to the connected peer when dest_addr
+ * is NULL. Completes like a push. EINVAL: not a UDP queue or a bad address;
+ * EDESTADDRREQ: no address and not connected.
+ */
+ATTR_NONNULL(1)
+extern int demi_pushto_empty(_Out_ demi_qtoken_t *qt_out, _In_ int sockqd, _In_opt_ const struct sockaddr *dest_addr,
+                             _In_ socklen_t size);
+
 /* Name of the active LibOS, or NULL before demi_init. */
 extern const char *demi_libos_name(void);
 

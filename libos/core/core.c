@@ -447,6 +447,27 @@ int demi_pushto(demi_qtoken_t *qt_out, int sockqd, const demi_sgarray_t *sga, co
     return leave(start_op(q, DEMI_OPC_PUSH, core.ops->push, sga, dest_addr, qt_out));
 }
 
+int demi_pushto_empty(demi_qtoken_t *qt_out, int sockqd, const struct sockaddr *dest_addr, socklen_t size)
+{
+    if (qt_out == NULL)
+        return EINVAL;
+    struct core_queue *q;
+    int rc = enter(sockqd, &q);
+    if (rc)
+        return rc;
+    if (q->kind != CORE_Q_UDP || (dest_addr != NULL && check_addr(dest_addr, size) < 0))
+        return leave(-EINVAL);
+    if (dest_addr == NULL && !q->udp_connected)
+        return leave(-EDESTADDRREQ);
+    if (q->shut_wr)
+        return leave(-EPIPE);
+    /* One segment of no bytes: the LibOS sends what the segment holds, which is nothing. */
+    demi_sgarray_t none;
+    memset(&none, 0, sizeof(none));
+    none.sga_numsegs = 1;
+    return leave(start_op(q, DEMI_OPC_PUSH, core.ops->push, &none, dest_addr, qt_out));
+}
+
 int demi_pop(demi_qtoken_t *qt_out, int qd)
 {
     if (qt_out == NULL)

@@ -688,6 +688,34 @@ TEST(Sga, AllocAndFreeEdgeCases)
     EXPECT_EQ(demi_sgafree(&copy), EINVAL) << "double free";
 }
 
+TEST(Ext, PushtoEmptySendsAZeroLengthDatagram)
+{
+    int a = udp(), b = udp();
+    sockaddr_in any = loopback(0);
+    ASSERT_EQ(demi_bind(a, (sockaddr *)&any, sizeof(any)), 0);
+    ASSERT_EQ(demi_bind(b, (sockaddr *)&any, sizeof(any)), 0);
+    sockaddr_in to = loopback(local_port(b));
+    demi_qtoken_t qt = kTokSentinel;
+    EXPECT_EQ(demi_pushto_empty(null_of<demi_qtoken_t>(), a, (sockaddr *)&to, sizeof(to)), EINVAL);
+    EXPECT_EQ(demi_pushto_empty(&qt, kBadQds[0], (sockaddr *)&to, sizeof(to)), EBADF);
+    EXPECT_EQ(demi_pushto_empty(&qt, a, nullptr, 0), EDESTADDRREQ);
+    EXPECT_EQ(demi_pushto_empty(&qt, a, (sockaddr *)&to, 3), EINVAL);
+    int t = tcp();
+    EXPECT_EQ(demi_pushto_empty(&qt, t, (sockaddr *)&to, sizeof(to)), EINVAL) << "TCP has no empty segments";
+    EXPECT_EQ(qt, kTokSentinel);
+    ASSERT_EQ(demi_pushto_empty(&qt, a, (sockaddr *)&to, sizeof(to)), 0);
+    EXPECT_EQ(wait_ok(qt).qr_opcode, DEMI_OPC_PUSH);
+    ASSERT_EQ(demi_pop(&qt, b), 0);
+    demi_qresult_t qr = wait_ok(qt);
+    ASSERT_EQ(qr.qr_opcode, DEMI_OPC_POP);
+    EXPECT_EQ(qr.qr_value.sga.sga_segs[0].sgaseg_len, 0u);
+    EXPECT_EQ(ntohs(qr.qr_value.sga.sga_addr.sin_port), local_port(a));
+    demi_sgafree(&qr.qr_value.sga);
+    EXPECT_EQ(demi_close(t), 0);
+    EXPECT_EQ(demi_close(a), 0);
+    EXPECT_EQ(demi_close(b), 0);
+}
+
 TEST(Pipe, ArgumentsAndSupport)
 {
     int qd = kSentinel;
