@@ -45,8 +45,17 @@ static void fork_child(void)
 {
     core.leader = false;
     core.followers = 0;
-    if (core.initialized && core.ops->fork_child)
+    if (core.initialized && core.ops->fork_child) {
         core.ops->fork_child();
+    } else if (core.initialized) {
+        /*
+         * This LibOS cannot hand its queues to a child: every queue made before
+         * the fork is refused here (see enter), loudly, rather than half-working.
+         */
+        core.fork_gen++;
+        LOG_ERROR("LibOS %s cannot share queues across fork: the child's inherited queues fail with ENOTSUP",
+                  core.ops->name);
+    }
     if (core.wake_efd >= 0) {
         close(core.wake_efd);
         core.wake_efd = -1;
@@ -54,6 +63,15 @@ static void fork_child(void)
     }
     core_sga_pool_unlock();
     pthread_mutex_unlock(&core.lock);
+}
+
+static void atfork_once(void)
+{
+    static bool done;
+    if (!done) {
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+        done = true;
+    }
 }
 
 /* ---- demi_init ------------------------------------------------------------ */
@@ -115,11 +133,7 @@ int demi_init(const struct demi_args *args)
     }
     if (core.wake_efd < 0 && (rc = core_wait_init()) < 0)
         goto fail_cfg;
-    static bool atfork_done;
-    if (!atfork_done) {
-        pthread_atfork(fork_prepare, fork_parent, fork_child);
-        atfork_done = true;
-    }
+    atfork_once();
     core_sga_pool_init(core.cfg.sga_pool_max_bytes);
     if (ops->init && (rc = ops->init(&core.cfg)) < 0) {
         fprintf(stderr, "demikernel: LibOS %s failed to start: %s\n", ops->name, strerror(-rc));
@@ -159,6 +173,11 @@ static int enter(int qd, struct core_queue **q)
     if (*q == NULL) {
         core_unlock();
         return EBADF;
+    }
+    if ((*q)->fork_gen != core.fork_gen) {
+        LOG_ERROR("qd %d was inherited across fork, which LibOS %s cannot share", qd, core.ops->name);
+        core_unlock();
+        return ENOTSUP;
     }
     return 0;
 }
@@ -592,6 +611,7 @@ int core_test_init(const struct libos_ops *ops, const struct core_config *cfg)
     core.cfg = *cfg;
     if (core.wake_efd < 0 && (rc = core_wait_init()) < 0)
         goto out;
+    atfork_once();
     core_sga_pool_init(cfg->sga_pool_max_bytes);
     if (ops->init && (rc = ops->init(&core.cfg)) < 0)
         goto out;

@@ -64,6 +64,7 @@ struct core_queue {
     bool shut_wr;         /* shutdown(SHUT_WR) done */
     bool udp_connected;   /* UDP socket has a default peer */
     uint32_t npending;    /* operations started and not yet completed (core-maintained) */
+    uint32_t fork_gen;    /* core.fork_gen when created: a LibOS without fork_child cannot use older queues */
     void *priv;           /* LibOS state for this queue */
 };
 

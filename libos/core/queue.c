@@ -80,6 +80,7 @@ int core_qd_alloc(struct core_queue **q_out, enum core_qkind kind)
     }
     q->qd = (int)qd;
     q->kind = kind;
+    q->fork_gen = core.fork_gen;
     q->state = kind == CORE_Q_PIPE ? CORE_QS_CONNECTED : CORE_QS_CREATED;
     table[qd] = q;
     *q_out = q;

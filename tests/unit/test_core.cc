@@ -15,6 +15,7 @@ extern "C" {
 #include <demi/wait.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include "config.h"
 #include "internal.h"
@@ -405,6 +406,32 @@ TEST(CorePool, ExhaustionAndReuse)
         ASSERT_EQ(demi_sgafree(&s), 0);
     EXPECT_EQ(core_sga_pool_in_use(), 0u);
     core_test_reset();
+}
+
+TEST_F(Core, ALibosWithoutForkSupportRefusesInheritedQueues)
+{
+    // The fake LibOS has no fork_child op: a child must not half-use inherited queues.
+    int qd = tcp_connected();
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        demi_sgarray_t sga = demi_sgaalloc(8);
+        demi_qtoken_t qt;
+        int inherited = demi_push(&qt, qd, &sga);
+        int fresh = -1;
+        bool fresh_ok = demi_socket(&fresh, AF_INET, SOCK_DGRAM, 0) == 0 && demi_close(fresh) == 0;
+        demi_sgafree(&sga);
+        _exit(inherited == ENOTSUP && fresh_ok ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+    // The parent is unaffected.
+    demi_qtoken_t qt = push(qd);
+    demi_qresult_t qr;
+    EXPECT_EQ(demi_wait(&qr, qt, &kPoll), 0);
+    free_pushed();
+    demi_close(qd);
 }
 
 TEST_F(Core, SleepingWaiterIsWokenByAnotherThread)
