@@ -2317,6 +2317,8 @@ static long epoll_ctl_kernel(struct sepoll *ep, int op, int fd, struct epoll_eve
 
 int shim_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
+    if (fd < 0)
+        return (int)ret(-EBADF);
     enter();
     long rc = 0;
     struct sfd *e = fd_get(epfd);
