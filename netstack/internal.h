@@ -1,0 +1,131 @@
+/*
+ * The stack's private state and the functions the protocol files call on each
+ * other. Input chain: ns_poll -> ns_eth_input -> ns_arp_input | ns_ipv4_input
+ * -> ns_icmp_input | ns_udp_input. Output chain: ns_udp_sendto/ns_ping_send/
+ * icmp -> ns_ipv4_output -> ns_arp_output -> ns_eth_output -> txq -> tx_burst.
+ */
+#ifndef NS_INTERNAL_H
+#define NS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "defaults.h"
+#include "netstack.h"
+#include "prot/arp.h"
+#include "prot/ether.h"
+#include "prot/icmp.h"
+#include "prot/ipv4.h"
+#include "prot/udp.h"
+
+#define NS_MS 1000000ull         /* ns per ms */
+
+enum ns_arp_state { NS_ARP_FREE = 0, NS_ARP_INCOMPLETE, NS_ARP_REACHABLE, NS_ARP_STATIC };
+
+struct ns_arp_entry {
+    enum ns_arp_state state;
+    be32_t ip;
+    uint8_t mac[NS_ETH_ALEN];
+    uint64_t deadline;           /* REACHABLE: expiry; INCOMPLETE: next retry */
+    uint64_t used;               /* last use, for LRU eviction */
+    uint32_t tries;              /* INCOMPLETE: requests sent */
+    uint32_t npending;
+    struct nsbuf *pend_head;     /* IP datagrams (data at the IP header) waiting for the MAC */
+    struct nsbuf *pend_tail;
+};
+
+struct ns_udp_sock {
+    bool used;
+    bool bound;
+    bool connected;
+    int err;                     /* pending error (positive errno), reported once */
+    struct ns_sockaddr local;
+    struct ns_sockaddr remote;
+    struct nsbuf *rx_head;
+    struct nsbuf *rx_tail;
+    uint32_t rx_count;
+};
+
+/* What the IP layer learned about a received datagram, for upper layers. */
+struct ns_rxinfo {
+    const struct ns_ipv4_hdr *ip; /* in the frame's buffer; valid while the layer holds it */
+    uint32_t ip_len;             /* total length (the buffer is trimmed to it) */
+    bool l2_mcast;               /* link-layer broadcast/multicast */
+    bool ip_bcast;               /* limited or subnet broadcast */
+};
+
+struct netstack {
+    struct netdev *dev;
+    uint64_t now;                /* ns, from the last ns_poll */
+    uint64_t next_timer;
+
+    be32_t ip;
+    be32_t mask;
+    be32_t gateway;
+    uint8_t mac[NS_ETH_ALEN];
+    uint32_t mtu;
+    uint32_t arp_ttl_ms;
+    uint32_t arp_timeout_ms;
+    uint32_t arp_retries;
+
+    uint16_t ip_id;
+    uint16_t next_ephemeral;
+
+    struct ns_stats st;
+
+    struct nsbuf *txq[NS_TX_BATCH];
+    uint32_t ntx;
+
+    struct ns_arp_entry arp[NS_ARP_CACHE_SIZE];
+    uint32_t arp_npending;       /* over all entries */
+
+    uint64_t icmp_tokens_at;     /* when the ICMP error bucket was last refilled */
+    uint32_t icmp_tokens;
+
+    struct ns_ping_reply ping[NS_PING_RING];
+    uint32_t ping_head, ping_count;
+
+    struct ns_udp_sock udp[NS_UDP_MAX_SOCKETS];
+};
+
+/* stack.c */
+struct nsbuf *ns_alloc_tx(struct netstack *ns);  /* headroom checked; counts tx_nobuf */
+void ns_buf_put(struct netstack *ns, struct nsbuf *b);
+void ns_tx_enqueue(struct netstack *ns, struct nsbuf *frame);
+static inline bool ns_ip_is_bcast(const struct netstack *ns, be32_t a)
+{
+    return a == NS_IPV4_BCAST || a == (ns->ip | ~ns->mask);
+}
+static inline bool ns_ip_on_link(const struct netstack *ns, be32_t a) { return (a & ns->mask) == (ns->ip & ns->mask); }
+
+/* ether.c */
+void ns_eth_input(struct netstack *ns, struct nsbuf *b);
+void ns_eth_output(struct netstack *ns, struct nsbuf *b, const uint8_t *dst, uint16_t type);
+
+/* arp.c */
+int ns_arp_init(struct netstack *ns, const struct ns_config *cfg);
+void ns_arp_fini(struct netstack *ns);
+void ns_arp_input(struct netstack *ns, struct nsbuf *b);
+/* Send an IP datagram (data at its header) to next_hop, resolving or queueing. Takes b. */
+void ns_arp_output(struct netstack *ns, struct nsbuf *b, be32_t next_hop);
+void ns_arp_timers(struct netstack *ns);
+
+/* ipv4.c */
+void ns_ipv4_input(struct netstack *ns, struct nsbuf *b, bool l2_mcast);
+/* Prepend an IPv4 header to b (data at the L4 header) and send. Always takes b.
+ * 0, or -EMSGSIZE / -ENETUNREACH / -EINVAL (dst 0). */
+int ns_ipv4_output(struct netstack *ns, struct nsbuf *b, be32_t dst, uint8_t proto);
+
+/* icmp.c */
+void ns_icmp_input(struct netstack *ns, struct nsbuf *b, const struct ns_rxinfo *ri);
+/* An error about the datagram in ri (whose buffer the caller still owns), if
+ * RFC 1122 3.2.2 allows one and the rate limit has a token. */
+void ns_icmp_send_error(struct netstack *ns, const struct ns_rxinfo *ri, uint8_t type, uint8_t code);
+
+/* udp.c */
+void ns_udp_input(struct netstack *ns, struct nsbuf *b, const struct ns_rxinfo *ri);
+/* An ICMP error quoted `inner` (an IPv4 header we sent) and its first 8 bytes `l4`. */
+void ns_udp_icmp_error(struct netstack *ns, const struct ns_ipv4_hdr *inner, const struct ns_udp_hdr *l4, int err);
+void ns_udp_fini(struct netstack *ns);
+
+#endif /* NS_INTERNAL_H */

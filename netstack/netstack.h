@@ -1,0 +1,168 @@
+/*
+ * The netstack API a LibOS uses: create a stack over a struct netdev, drive it
+ * with ns_poll(now), open UDP sockets, ping, read counters. Call chain:
+ * LibOS ops (catpowder/catnip) -> ns_* here -> protocol files -> netdev.
+ * Functions return >= 0 or -errno and never touch errno. Single-threaded:
+ * one stack belongs to one thread.
+ */
+#ifndef NS_NETSTACK_H
+#define NS_NETSTACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "netdev.h"
+#include "nsbuf.h"
+#include "prot/byteorder.h"
+
+struct netstack;
+
+/* An IPv4 endpoint, both fields in wire order as in struct sockaddr_in. */
+struct ns_sockaddr {
+    be32_t addr;
+    be16_t port;
+};
+
+struct ns_arp_static {
+    be32_t ip;
+    uint8_t mac[NS_ETH_ALEN];
+};
+
+/* Run-time configuration; the LibOS fills it from core_config. Addresses in wire order. */
+struct ns_config {
+    be32_t ipv4;                 /* required */
+    be32_t netmask;              /* required, contiguous */
+    be32_t gateway;              /* 0: none, off-link destinations fail with ENETUNREACH */
+    bool has_mac;                /* false: the device's MAC */
+    uint8_t mac[NS_ETH_ALEN];
+    uint32_t mtu;                /* 0: the device's; never above it */
+    const struct ns_arp_static *arp_static; /* copied at ns_create; never overridden by the network */
+    unsigned n_arp_static;
+    uint32_t arp_ttl_ms;
+    uint32_t arp_request_timeout_ms;
+    uint32_t arp_request_retries;
+};
+
+/* Defaults from defaults.h, no addresses. */
+void ns_config_defaults(struct ns_config *cfg);
+
+/* -EINVAL for a bad config (no address, non-contiguous mask, off-link gateway,
+ * MTU out of 68..device MTU, too many static ARP entries), -ENOMEM. */
+int ns_create(const struct ns_config *cfg, struct netdev *dev, uint64_t now_ns, struct netstack **out);
+/* Frees every buffer the stack still holds (queues, pending ARP, socket queues). */
+void ns_destroy(struct netstack *ns);
+
+/* Receive and process up to NS_RX_BUDGET frames, run due timers, transmit
+ * what is queued. `now_ns` is the caller's monotonic clock; it must not go
+ * back. Returns the number of frames received. */
+int ns_poll(struct netstack *ns, uint64_t now_ns);
+/* Process one received frame (takes ownership); for devices that push and for fuzzing. */
+void ns_input(struct netstack *ns, struct nsbuf *frame);
+/* Hand every queued frame to tx_burst now. */
+void ns_flush(struct netstack *ns);
+/* Drop one reference to a buffer the stack handed out (ns_udp_recv_buf). */
+void ns_buf_free(struct netstack *ns, struct nsbuf *b);
+
+/* ---- counters. X(name, what) for each; names are stable for tools. */
+#define NS_STATS_LIST(X)                                                                            \
+    X(eth_rx, "frames received")                                                                    \
+    X(eth_tx, "frames handed to the device")                                                        \
+    X(eth_rx_truncated, "dropped: shorter than an Ethernet header")                                 \
+    X(eth_rx_not_for_us, "dropped: destination MAC neither ours nor broadcast")                    \
+    X(eth_rx_bad_src, "dropped: source MAC multicast/broadcast or ours")                            \
+    X(eth_rx_unknown_type, "dropped: ethertype not IPv4/ARP (VLAN, IPv6 ...)")                      \
+    X(tx_dev_full, "dropped: device refused the frame")                                             \
+    X(tx_nobuf, "dropped or refused: buffer pool empty")                                            \
+    X(arp_rx, "ARP packets received")                                                               \
+    X(arp_rx_bad, "dropped: malformed ARP (length, hardware/protocol type, sizes, opcode)")         \
+    X(arp_rx_bad_sender, "dropped: sender MAC or IP bogus (broadcast, multicast, ours)")            \
+    X(arp_rx_not_for_us, "ARP for another target: only merged into existing entries")              \
+    X(arp_static_conflict, "ARP that contradicted a static entry: ignored")                        \
+    X(arp_requests_tx, "ARP requests sent")                                                         \
+    X(arp_replies_tx, "ARP replies sent")                                                           \
+    X(arp_cache_full, "dropped: no ARP entry could be allocated")                                  \
+    X(arp_pending_overflow, "dropped: pending queue full while resolving")                          \
+    X(arp_resolve_timeout, "dropped: pending when resolution gave up after the retries")           \
+    X(arp_expired, "learned ARP entries expired")                                                   \
+    X(ip_rx, "IPv4 datagrams received")                                                             \
+    X(ip_tx, "IPv4 datagrams sent")                                                                 \
+    X(ip_rx_truncated, "dropped: shorter than the IPv4 header")                                     \
+    X(ip_rx_bad_version, "dropped: version not 4")                                                  \
+    X(ip_rx_bad_ihl, "dropped: IHL < 5 or beyond the frame")                                        \
+    X(ip_rx_bad_len, "dropped: total length < IHL or beyond the frame")                             \
+    X(ip_rx_bad_cksum, "dropped: header checksum")                                                  \
+    X(ip_rx_ttl_zero, "dropped: TTL 0")                                                             \
+    X(ip_rx_bad_src, "dropped: source multicast, broadcast, class E, loopback or ours")            \
+    X(ip_rx_not_for_us, "dropped: destination not ours (we do not forward)")                        \
+    X(ip_rx_frag_dropped, "dropped: a fragment (reassembly not implemented)")                       \
+    X(ip_rx_unknown_proto, "dropped: protocol not handled (protocol unreachable sent)")             \
+    X(ip_tx_no_route, "dropped: no route (off-link and no gateway)")                                \
+    X(icmp_rx, "ICMP messages received")                                                            \
+    X(icmp_tx, "ICMP messages sent")                                                                \
+    X(icmp_rx_truncated, "dropped: shorter than an ICMP header")                                    \
+    X(icmp_rx_bad_cksum, "dropped: ICMP checksum")                                                  \
+    X(icmp_rx_echo_bcast, "dropped: echo request to a broadcast address")                           \
+    X(icmp_rx_unreach, "destination unreachable received")                                          \
+    X(icmp_rx_err_bad, "dropped: error message quoting a malformed datagram")                       \
+    X(icmp_rx_err_unmatched, "error messages matching no connected socket")                         \
+    X(icmp_rx_other, "ignored: other ICMP types")                                                   \
+    X(icmp_tx_ratelimited, "ICMP errors not sent: rate limit")                                      \
+    X(udp_rx, "UDP datagrams received")                                                             \
+    X(udp_tx, "UDP datagrams sent")                                                                 \
+    X(udp_rx_truncated, "dropped: shorter than a UDP header")                                       \
+    X(udp_rx_bad_len, "dropped: UDP length < 8 or beyond the IP payload")                           \
+    X(udp_rx_bad_cksum, "dropped: UDP checksum")                                                    \
+    X(udp_rx_no_port, "dropped: no socket (port unreachable sent)")                                 \
+    X(udp_rx_queue_full, "dropped: socket receive queue full")                                      \
+    X(tcp_rx_unsupported, "dropped: TCP (not implemented yet)")
+
+struct ns_stats {
+#define NS_STATS_FIELD(name, what) uint64_t name;
+    NS_STATS_LIST(NS_STATS_FIELD)
+#undef NS_STATS_FIELD
+};
+#define NS_STATS_COUNT (sizeof(struct ns_stats) / sizeof(uint64_t))
+
+void ns_stats_get(const struct netstack *ns, struct ns_stats *out);
+/* Name and description of counter i (< NS_STATS_COUNT), for tools; NULL past the end. */
+const char *ns_stats_name(size_t i);
+const char *ns_stats_help(size_t i);
+uint64_t ns_stats_value(const struct ns_stats *s, size_t i);
+
+/* ---- UDP at the stack level; sockets are small integers per stack. */
+int ns_udp_socket(struct netstack *ns);
+/* addr 0 or ours; port 0 picks an ephemeral port. -EADDRINUSE, -EADDRNOTAVAIL, -EINVAL if bound. */
+int ns_udp_bind(struct netstack *ns, int sd, const struct ns_sockaddr *local);
+/* Fix the peer: only its datagrams are received, and ICMP errors from it are
+ * reported (ECONNREFUSED for port unreachable). Binds an ephemeral port if unbound. */
+int ns_udp_connect(struct netstack *ns, int sd, const struct ns_sockaddr *remote);
+/* Bytes sent (queued while ARP resolves counts as sent) or -errno: EMSGSIZE
+ * (more than MTU - 28: we set DF and never fragment), EDESTADDRREQ (dst NULL,
+ * not connected; a dst on a connected socket is allowed, as on Linux), EACCES
+ * (broadcast: no SO_BROADCAST yet), ENETUNREACH, ENOBUFS, EINVAL (addr/port 0),
+ * EOPNOTSUPP (our own address: no loopback yet), or a pending socket error. */
+int ns_udp_sendto(struct netstack *ns, int sd, const void *data, size_t len, const struct ns_sockaddr *dst);
+/* Copies one datagram (the rest of a longer one is lost, as recvfrom without
+ * MSG_TRUNC) and returns the bytes copied; -EAGAIN when none; a pending error
+ * (ECONNREFUSED ...) is returned once, before any queued datagram. */
+int ns_udp_recvfrom(struct netstack *ns, int sd, void *buf, size_t len, struct ns_sockaddr *src);
+/* Zero copy: the next datagram's buffer (data/len = payload); release with ns_buf_free. */
+int ns_udp_recv_buf(struct netstack *ns, int sd, struct nsbuf **out, struct ns_sockaddr *src);
+/* Datagrams queued, or -EBADF. */
+int ns_udp_rx_pending(struct netstack *ns, int sd);
+int ns_udp_getsockname(struct netstack *ns, int sd, struct ns_sockaddr *local);
+int ns_udp_close(struct netstack *ns, int sd);
+
+/* ---- ICMP echo (ping) */
+struct ns_ping_reply {
+    be32_t from;
+    uint16_t id;
+    uint16_t seq;
+    uint32_t len;                /* payload bytes */
+};
+int ns_ping_send(struct netstack *ns, be32_t dst, uint16_t id, uint16_t seq, const void *data, size_t len);
+/* 0 and the oldest unread echo reply, or -EAGAIN. */
+int ns_ping_reply(struct netstack *ns, struct ns_ping_reply *out);
+
+#endif /* NS_NETSTACK_H */

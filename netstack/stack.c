@@ -1,0 +1,187 @@
+/*
+ * Stack lifetime, the poll loop, the tx batch and the counters: the top of
+ * every chain (LibOS -> ns_poll -> netdev rx_burst -> ns_eth_input ...; and
+ * ... -> ns_eth_output -> ns_tx_enqueue -> netdev tx_burst).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void ns_config_defaults(struct ns_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->arp_ttl_ms = NS_ARP_TTL_MS;
+    cfg->arp_request_timeout_ms = NS_ARP_REQUEST_TIMEOUT_MS;
+    cfg->arp_request_retries = NS_ARP_REQUEST_RETRIES;
+}
+
+static bool mask_contiguous(be32_t m)
+{
+    uint32_t h = ns_ntoh32(m);
+    return h != 0 && (~h & (~h + 1)) == 0;   /* ones then zeros: ~h is 2^k - 1 */
+}
+
+int ns_create(const struct ns_config *cfg, struct netdev *dev, uint64_t now_ns, struct netstack **out)
+{
+    *out = NULL;
+    if (!dev || !dev->ops || !dev->ops->rx_burst || !dev->ops->tx_burst || !dev->ops->buf_alloc ||
+        !dev->ops->buf_free)
+        return -EINVAL;
+    if (cfg->ipv4 == 0 || ns_ipv4_is_mcast(cfg->ipv4) || cfg->ipv4 == NS_IPV4_BCAST || !mask_contiguous(cfg->netmask))
+        return -EINVAL;
+    if (cfg->gateway && (cfg->gateway & cfg->netmask) != (cfg->ipv4 & cfg->netmask))
+        return -EINVAL;
+    uint32_t dev_mtu = dev->mtu ? dev->mtu : NS_MTU_DEFAULT;
+    uint32_t mtu = cfg->mtu ? cfg->mtu : dev_mtu;
+    if (mtu < NS_IPV4_MIN_MTU || mtu > dev_mtu || mtu > 65535)
+        return -EINVAL;
+    if (cfg->n_arp_static > NS_ARP_CACHE_SIZE / 2 || (cfg->n_arp_static && !cfg->arp_static))
+        return -EINVAL;
+    const uint8_t *mac = cfg->has_mac ? cfg->mac : dev->mac;
+    if (ns_eth_is_mcast(mac) || ns_eth_is_zero(mac))
+        return -EINVAL;
+
+    struct netstack *ns = calloc(1, sizeof(*ns));
+    if (!ns)
+        return -ENOMEM;
+    ns->dev = dev;
+    ns->now = now_ns;
+    ns->ip = cfg->ipv4;
+    ns->mask = cfg->netmask;
+    ns->gateway = cfg->gateway;
+    memcpy(ns->mac, mac, NS_ETH_ALEN);
+    ns->mtu = mtu;
+    ns->arp_ttl_ms = cfg->arp_ttl_ms ? cfg->arp_ttl_ms : NS_ARP_TTL_MS;
+    ns->arp_timeout_ms = cfg->arp_request_timeout_ms ? cfg->arp_request_timeout_ms : NS_ARP_REQUEST_TIMEOUT_MS;
+    ns->arp_retries = cfg->arp_request_retries;
+    ns->icmp_tokens = NS_ICMP_ERR_BURST;
+    ns->icmp_tokens_at = now_ns;
+    ns->next_ephemeral = NS_EPHEMERAL_PORT_MIN;
+    int rc = ns_arp_init(ns, cfg);
+    if (rc < 0) {
+        free(ns);
+        return rc;
+    }
+    *out = ns;
+    return 0;
+}
+
+void ns_destroy(struct netstack *ns)
+{
+    if (!ns)
+        return;
+    for (uint32_t i = 0; i < ns->ntx; i++)
+        ns_buf_put(ns, ns->txq[i]);
+    ns->ntx = 0;
+    ns_arp_fini(ns);
+    ns_udp_fini(ns);
+    free(ns);
+}
+
+struct nsbuf *ns_alloc_tx(struct netstack *ns)
+{
+    struct nsbuf *b = ns->dev->ops->buf_alloc(ns->dev);
+    if (!b) {
+        ns->st.tx_nobuf++;
+        return NULL;
+    }
+    if (nsbuf_headroom(b) < NS_HEADROOM_MIN) {
+        /* A device with too little headroom is a bug in its setup, not a transient. */
+        ns_buf_put(ns, b);
+        ns->st.tx_nobuf++;
+        return NULL;
+    }
+    return b;
+}
+
+void ns_buf_put(struct netstack *ns, struct nsbuf *b)
+{
+    if (--b->refcnt == 0)
+        ns->dev->ops->buf_free(ns->dev, b);
+}
+
+void ns_buf_free(struct netstack *ns, struct nsbuf *b)
+{
+    if (b)
+        ns_buf_put(ns, b);
+}
+
+void ns_flush(struct netstack *ns)
+{
+    uint32_t done = 0;
+    while (done < ns->ntx) {
+        uint16_t n = ns->dev->ops->tx_burst(ns->dev, ns->txq + done, (uint16_t)(ns->ntx - done));
+        if (n == 0)
+            break;
+        ns->st.eth_tx += n;
+        done += n;
+    }
+    /* A full device ring drops what is left, like a full NIC queue would. */
+    for (uint32_t i = done; i < ns->ntx; i++) {
+        ns->st.tx_dev_full++;
+        ns_buf_put(ns, ns->txq[i]);
+    }
+    ns->ntx = 0;
+}
+
+void ns_tx_enqueue(struct netstack *ns, struct nsbuf *frame)
+{
+    if (ns->ntx == NS_TX_BATCH)
+        ns_flush(ns);
+    ns->txq[ns->ntx++] = frame;
+}
+
+void ns_input(struct netstack *ns, struct nsbuf *frame)
+{
+    ns->st.eth_rx++;
+    ns_eth_input(ns, frame);
+}
+
+int ns_poll(struct netstack *ns, uint64_t now_ns)
+{
+    if (now_ns > ns->now)
+        ns->now = now_ns;
+    int total = 0;
+    struct nsbuf *bufs[NS_RX_BURST];
+    while (total < NS_RX_BUDGET) {
+        uint16_t n = ns->dev->ops->rx_burst(ns->dev, bufs, NS_RX_BURST);
+        for (uint16_t i = 0; i < n; i++)
+            ns_input(ns, bufs[i]);
+        total += n;
+        if (n < NS_RX_BURST)
+            break;
+    }
+    if (ns->now >= ns->next_timer) {
+        ns->next_timer = ns->now + NS_TIMER_GRANULARITY_MS * NS_MS;
+        ns_arp_timers(ns);
+    }
+    ns_flush(ns);
+    return total;
+}
+
+void ns_stats_get(const struct netstack *ns, struct ns_stats *out) { *out = ns->st; }
+
+static const char *const stat_names[] = {
+#define NS_STATS_NAME(name, what) #name,
+    NS_STATS_LIST(NS_STATS_NAME)
+#undef NS_STATS_NAME
+};
+static const char *const stat_help[] = {
+#define NS_STATS_HELP(name, what) what,
+    NS_STATS_LIST(NS_STATS_HELP)
+#undef NS_STATS_HELP
+};
+_Static_assert(sizeof(stat_names) / sizeof(stat_names[0]) == NS_STATS_COUNT, "one name per counter");
+
+const char *ns_stats_name(size_t i) { return i < NS_STATS_COUNT ? stat_names[i] : NULL; }
+const char *ns_stats_help(size_t i) { return i < NS_STATS_COUNT ? stat_help[i] : NULL; }
+
+uint64_t ns_stats_value(const struct ns_stats *s, size_t i)
+{
+    uint64_t v = 0;
+    if (i < NS_STATS_COUNT)
+        memcpy(&v, (const char *)s + i * sizeof(uint64_t), sizeof(v));
+    return v;
+}
