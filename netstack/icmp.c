@@ -21,7 +21,10 @@ static void icmp_send(struct netstack *ns, struct nsbuf *b, be32_t dst)
 static bool icmp_token(struct netstack *ns)
 {
     if (ns->icmp_tokens < NS_ICMP_ERR_BURST) {
-        uint64_t add = (ns->now - ns->icmp_tokens_at) * NS_ICMP_ERR_RATE_PER_SEC / 1000000000ull;
+        uint64_t elapsed = ns->now - ns->icmp_tokens_at;
+        if (elapsed > 1000000000ull)
+            elapsed = 1000000000ull; /* a full second refills more than a burst; avoids overflow */
+        uint64_t add = elapsed * NS_ICMP_ERR_RATE_PER_SEC / 1000000000ull;
         if (add) {
             ns->icmp_tokens = add >= NS_ICMP_ERR_BURST - ns->icmp_tokens ? NS_ICMP_ERR_BURST
                                                                          : ns->icmp_tokens + (uint32_t)add;
