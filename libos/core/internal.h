@@ -26,6 +26,7 @@ struct core_state {
     unsigned followers;        /* threads asleep on cond */
     uint64_t completions;      /* bumped by every completion */
     uint64_t notified;         /* value of completions last announced to sleepers */
+    uint32_t wake_word;        /* futex the leader sleeps on inside ops->block; bumped to wake it */
     uint32_t fork_gen;         /* bumped in a child whose LibOS cannot share its queues across fork */
 };
 

@@ -135,6 +135,18 @@ struct libos_ops {
      * stay readable while poll() has nothing to do (no busy wake-ups). Optional.
      */
     int (*wait_fd)(void);
+    /*
+     * Optional, used instead of wait_fd, for a LibOS whose peers wake it through
+     * futexes in shared memory (catmem). block_prepare runs with the lock held:
+     * it arms the wake-ups (e.g. tells peers "I sleep") and returns > 0 if poll()
+     * already has work, so the core does not sleep, or 0. block then runs WITHOUT
+     * the lock, in one thread at a time, and sleeps until a wake-up armed by
+     * block_prepare, until *wake no longer equals seen (the core bumps *wake and
+     * FUTEX_WAKEs it, process-private, to interrupt the sleep), or until deadline_ns
+     * (core_now_ns clock; UINT64_MAX = none). Returning early is always allowed.
+     */
+    int (*block_prepare)(void);
+    void (*block)(const uint32_t *wake, uint32_t seen, uint64_t deadline_ns);
 
     /*
      * Called in the child after fork(2), lock held: make the LibOS's kernel state

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -243,7 +245,10 @@ void core_unlock(void)
         core.notified = core.completions;
         if (core.followers)
             pthread_cond_broadcast(&core.cond);
-        if (core.leader) {
+        if (core.leader && core.ops->block) {
+            __atomic_add_fetch(&core.wake_word, 1, __ATOMIC_SEQ_CST);
+            syscall(SYS_futex, &core.wake_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+        } else if (core.leader) {
             uint64_t one = 1;
             ssize_t n = write(core.wake_efd, &one, sizeof(one));
             (void)n; /* a full counter already means "wake up" */
@@ -318,7 +323,8 @@ static int wait_loop(ready_fn ready, void *ctx, uint64_t deadline)
 {
     uint64_t start = core_now_ns();
     uint64_t spin_end = start + (uint64_t)core.cfg.wait_spin_us * 1000ull;
-    int libos_fd = core.ops->wait_fd ? core.ops->wait_fd() : -ENOTSUP;
+    bool blocks = core.ops->block != NULL && core.ops->block_prepare != NULL;
+    int libos_fd = blocks ? 0 : core.ops->wait_fd ? core.ops->wait_fd() : -ENOTSUP;
     for (;;) {
         int r = ready(ctx);
         if (r != 0)
@@ -343,7 +349,20 @@ static int wait_loop(ready_fn ready, void *ctx, uint64_t deadline)
             pthread_mutex_lock(&core.lock);
             continue;
         }
-        if (!core.leader) {
+        if (!core.leader && blocks) {
+            /* The LibOS sleeps on its own futexes; our wake-ups reach it through wake_word. */
+            uint32_t seen = __atomic_load_n(&core.wake_word, __ATOMIC_SEQ_CST);
+            if (core.ops->block_prepare() > 0)
+                continue;
+            core.leader = true;
+            core_unlock();
+            core.ops->block(&core.wake_word, seen, deadline);
+            pthread_mutex_lock(&core.lock);
+            core.leader = false;
+            core.ops->poll();
+            if (core.followers)
+                pthread_cond_broadcast(&core.cond);
+        } else if (!core.leader) {
             core.leader = true;
             core_unlock();
             kernel_sleep(libos_fd, deadline);

@@ -1,0 +1,511 @@
+/* catmem: the LibOS of named pipes between processes of one host, each a pair of message rings in a shared-memory region, with futex sleeping and peer-death detection. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "catmem.h"
+#include "libos.h"
+#include "log.h"
+#include "ring.h"
+
+/* Bytes of each ring (one per direction); messages larger than this go in pieces. */
+#define CATMEM_RING_CAP (1u << 20)
+/* How often poll() asks the kernel whether a peer died while we spin. */
+#define CATMEM_LIVE_CHECK_NS 2000000ull
+/* Longest futex sleep while a peer is watched: a peer killed while we sleep is noticed within this. */
+#define CATMEM_SLEEP_CAP_NS 50000000ull
+/* Longest sleep when there are more pipes than one futex_waitv can watch. */
+#define CATMEM_OVERFLOW_SLEEP_NS 1000000ull
+/* How long open waits for a region whose creator is still setting it up. */
+#define CATMEM_OPEN_SETTLE_NS 100000000ull
+
+struct cm_pipe {
+    void *base;
+    size_t size;
+    struct cm_hdr *hdr;
+    int me;                     /* 0 creator, 1 opener: index of our end */
+    char shm_name[sizeof(CM_SHM_PREFIX) + CM_NAME_MAX];
+    struct cm_ring tx, rx;
+    int pidfd;                  /* the peer process; -1 until the opener is known */
+    uint64_t next_live_check;
+    int err;                    /* sticky: ECONNRESET (peer died) or EIO (corrupt region) */
+    demi_sgarray_t rx_sga;      /* buffer of the message being reassembled */
+    struct core_oplist pops;
+    struct core_oplist pushes;
+    struct cm_pipe *next, *prev; /* every open pipe */
+};
+
+static struct cm_pipe *pipes;
+static unsigned npipes;
+
+/* What the leader sleeps on, filled by block_prepare under the lock, used by block without it. */
+static struct futex_waitv sleep_set[FUTEX_WAITV_MAX];
+static unsigned sleep_n;
+static bool sleep_overflow;
+static bool sleep_watch;
+
+static inline uint32_t ld32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+static int futex_wake_shared(uint32_t *addr)
+{
+    return (int)syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* After publishing anything the peer may wait for: wake it if it announced it sleeps. */
+static void kick(struct cm_pipe *p)
+{
+    struct cm_end *pe = &p->hdr->end[!p->me];
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&pe->sleeping, __ATOMIC_RELAXED) &&
+        __atomic_exchange_n(&pe->sleeping, 0, __ATOMIC_SEQ_CST)) {
+        __atomic_add_fetch(&pe->bell, 1, __ATOMIC_SEQ_CST);
+        futex_wake_shared(&pe->bell);
+    }
+}
+
+static int validate_name(const char *name)
+{
+    size_t n = strnlen(name, CM_NAME_MAX + 1);
+    if (n == 0 || n > CM_NAME_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                  c == '_' || c == '-';
+        if (!ok)
+            return -EINVAL;
+    }
+    /* "." and ".." would not name a file of their own under /dev/shm. */
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return -EINVAL;
+    return 0;
+}
+
+static bool pid_dead(uint32_t pid)
+{
+    if (pid == 0 || pid > INT_MAX)
+        return true;
+    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+static struct cm_pipe *pipe_new(const char *shm_name, void *base, size_t size, int me)
+{
+    struct cm_pipe *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->base = base;
+    p->size = size;
+    p->hdr = base;
+    p->me = me;
+    p->pidfd = -1;
+    snprintf(p->shm_name, sizeof(p->shm_name), "%s", shm_name);
+    uint8_t *r0 = (uint8_t *)base + CM_HDR_BYTES;
+    uint8_t *r1 = r0 + catmem_ring_bytes(CATMEM_RING_CAP);
+    if (catmem_ring_attach(&p->tx, me == 0 ? r0 : r1, CATMEM_RING_CAP, true) < 0 ||
+        catmem_ring_attach(&p->rx, me == 0 ? r1 : r0, CATMEM_RING_CAP, false) < 0) {
+        free(p);
+        return NULL;
+    }
+    p->next = pipes;
+    if (pipes)
+        pipes->prev = p;
+    pipes = p;
+    npipes++;
+    return p;
+}
+
+/* A name whose region was left by processes that are all gone may be taken over. */
+static bool region_is_stale(const char *shm_name)
+{
+    int fd = shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    bool stale = false;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (size_t)st.st_size >= sizeof(struct cm_hdr)) {
+        struct cm_hdr *h = mmap(NULL, sizeof(*h), PROT_READ, MAP_SHARED, fd, 0);
+        if (h != MAP_FAILED) {
+            uint32_t c = ld32(&h->end[0].pid), o = ld32(&h->end[1].pid);
+            stale = h->magic == CM_MAGIC && pid_dead(c) && (o == 0 || pid_dead(o));
+            munmap(h, sizeof(*h));
+        }
+    }
+    close(fd);
+    return stale;
+}
+
+static int catmem_create_pipe(struct core_queue *q, const char *name)
+{
+    int rc = validate_name(name);
+    if (rc < 0)
+        return rc;
+    char shm_name[sizeof(CM_SHM_PREFIX) + CM_NAME_MAX];
+    snprintf(shm_name, sizeof(shm_name), "%s%s", CM_SHM_PREFIX, name);
+    int fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST && region_is_stale(shm_name)) {
+        LOG_DEBUG("catmem: taking over pipe %s left by processes that are gone", name);
+        shm_unlink(shm_name);
+        fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    }
+    if (fd < 0)
+        return -errno;
+    uint64_t size = cm_region_size(CATMEM_RING_CAP);
+    void *base = MAP_FAILED;
+    /* The umask can only narrow 0600; fchmod makes sure nothing widened it. */
+    if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)size) < 0 ||
+        (base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        rc = -errno;
+        close(fd);
+        shm_unlink(shm_name);
+        return rc;
+    }
+    close(fd);
+    struct cm_hdr *h = base;
+    h->version = CM_VERSION;
+    h->ring_cap = CATMEM_RING_CAP;
+    h->region_size = size;
+    h->end[0].pid = (uint32_t)getpid();
+    uint8_t *r0 = (uint8_t *)base + CM_HDR_BYTES;
+    catmem_ring_format(r0, CATMEM_RING_CAP);
+    catmem_ring_format(r0 + catmem_ring_bytes(CATMEM_RING_CAP), CATMEM_RING_CAP);
+    __atomic_store_n(&h->magic, CM_MAGIC, __ATOMIC_RELEASE);
+    struct cm_pipe *p = pipe_new(shm_name, base, size, 0);
+    if (p == NULL) {
+        munmap(base, size);
+        shm_unlink(shm_name);
+        return -ENOMEM;
+    }
+    q->priv = p;
+    LOG_DEBUG("catmem: qd %d created pipe %s", q->qd, name);
+    return 0;
+}
+
+static int catmem_open_pipe(struct core_queue *q, const char *name)
+{
+    int rc = validate_name(name);
+    if (rc < 0)
+        return rc;
+    char shm_name[sizeof(CM_SHM_PREFIX) + CM_NAME_MAX];
+    snprintf(shm_name, sizeof(shm_name), "%s%s", CM_SHM_PREFIX, name);
+    int fd = shm_open(shm_name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    uint64_t size = cm_region_size(CATMEM_RING_CAP);
+    struct stat st;
+    /* Only a region of our own user and nobody else's access is a pipe we talk over. */
+    if (fstat(fd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+        close(fd);
+        return -EACCES;
+    }
+    uint64_t t0 = core_now_ns();
+    while ((uint64_t)st.st_size != size) {
+        /* The creator may be between shm_open and ftruncate. */
+        if (st.st_size != 0 || core_now_ns() - t0 > CATMEM_OPEN_SETTLE_NS) {
+            close(fd);
+            return -EIO;
+        }
+        usleep(100);
+        if (fstat(fd, &st) < 0) {
+            close(fd);
+            return -EIO;
+        }
+    }
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (base == MAP_FAILED)
+        return -ENOMEM;
+    struct cm_hdr *h = base;
+    while (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CM_MAGIC && core_now_ns() - t0 < CATMEM_OPEN_SETTLE_NS)
+        usleep(100);
+    rc = 0;
+    if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CM_MAGIC || h->version != CM_VERSION ||
+        h->ring_cap != CATMEM_RING_CAP || h->region_size != size)
+        rc = -EIO;
+    uint32_t zero = 0;
+    if (rc == 0 && !__atomic_compare_exchange_n(&h->end[1].pid, &zero, (uint32_t)getpid(), false,
+                                                __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        rc = -EBUSY; /* a pipe has exactly two ends; the second is taken */
+    struct cm_pipe *p = NULL;
+    if (rc == 0 && (p = pipe_new(shm_name, base, size, 1)) == NULL)
+        rc = -EIO; /* the rings' positions are impossible */
+    if (rc < 0) {
+        munmap(base, size);
+        return rc;
+    }
+    uint32_t cpid = ld32(&h->end[0].pid);
+    p->pidfd = cpid == 0 || cpid > INT_MAX ? -1 : pidfd_open((pid_t)cpid, 0);
+    if (p->pidfd < 0 && !ld32(&h->end[0].closed))
+        p->err = ECONNRESET;
+    kick(p);
+    q->priv = p;
+    LOG_DEBUG("catmem: qd %d opened pipe %s", q->qd, name);
+    return 0;
+}
+
+/* Is the peer gone without closing? Asks the kernel at most every CATMEM_LIVE_CHECK_NS unless forced. */
+static void check_peer(struct cm_pipe *p, bool force)
+{
+    if (p->err)
+        return;
+    if (p->pidfd < 0) {
+        if (p->me == 1)
+            return; /* opener: the creator had already closed and gone */
+        uint32_t pid = ld32(&p->hdr->end[1].pid);
+        if (pid == 0)
+            return; /* nobody opened yet */
+        p->pidfd = pid > INT_MAX ? -1 : pidfd_open((pid_t)pid, 0);
+        if (p->pidfd < 0) {
+            if (!ld32(&p->hdr->end[1].closed))
+                p->err = ECONNRESET;
+            return;
+        }
+    }
+    uint64_t now = core_now_ns();
+    if (!force && now < p->next_live_check)
+        return;
+    p->next_live_check = now + CATMEM_LIVE_CHECK_NS;
+    struct pollfd pfd = {.fd = p->pidfd, .events = POLLIN};
+    if (poll(&pfd, 1, 0) > 0 && !ld32(&p->hdr->end[!p->me].closed)) {
+        LOG_DEBUG("catmem: pipe %s: peer process died", p->shm_name);
+        p->err = ECONNRESET;
+    }
+}
+
+static void *rx_alloc(void *ctx, uint32_t len)
+{
+    struct cm_pipe *p = ctx;
+    p->rx_sga = core_sga_alloc(len);
+    return p->rx_sga.sga_numsegs ? p->rx_sga.sga_segs[0].sgaseg_buf : NULL;
+}
+
+static void complete_eof(struct core_op *op)
+{
+    /* A real (1-byte) buffer, so the application can hand it to demi_sgafree like any other. */
+    demi_sgarray_t sga = core_sga_alloc(1);
+    if (sga.sga_numsegs == 0) {
+        core_op_fail(op, ENOMEM);
+        return;
+    }
+    sga.sga_segs[0].sgaseg_len = 0;
+    core_op_complete_pop(op, &sga);
+}
+
+/* Move whatever can move on one pipe; returns the number of operations completed. */
+static int pipe_progress(struct cm_pipe *p)
+{
+    int n = 0;
+    bool moved = false;
+    uint64_t rx_before = p->rx.pos; /* a partial message read also frees room the writer may wait for */
+    if (p->pops.head || p->pushes.head)
+        check_peer(p, false);
+    struct core_op *op;
+    while ((op = p->pops.head) != NULL) {
+        if (p->err) {
+            core_oplist_fail_all(&p->pops, p->err);
+            break;
+        }
+        uint32_t len;
+        int rc = catmem_ring_get(&p->rx, rx_alloc, p, &len);
+        if (rc == 0 && p->rx.rx_buf == NULL && ld32(&p->hdr->end[!p->me].closed)) {
+            /* closed is set after the last publish: look once more, then it is the end. */
+            rc = catmem_ring_get(&p->rx, rx_alloc, p, &len);
+            if (rc == 0 && p->rx.rx_buf == NULL) {
+                core_oplist_remove(&p->pops, op);
+                complete_eof(op);
+                n++;
+                continue;
+            }
+        }
+        if (rc == 1) {
+            demi_sgarray_t sga = p->rx_sga;
+            memset(&p->rx_sga, 0, sizeof(p->rx_sga));
+            sga.sga_segs[0].sgaseg_len = len;
+            core_oplist_remove(&p->pops, op);
+            core_op_complete_pop(op, &sga);
+            n++;
+            moved = true;
+            continue;
+        }
+        if (rc == -EIO) {
+            LOG_WARN("catmem: pipe %s: the peer wrote an impossible ring record or position", p->shm_name);
+            p->err = EIO;
+            continue;
+        }
+        break; /* nothing whole yet, or -ENOMEM: retry on a later poll */
+    }
+    while ((op = p->pushes.head) != NULL) {
+        if (p->err) {
+            core_oplist_fail_all(&p->pushes, p->err);
+            break;
+        }
+        if (ld32(&p->hdr->end[!p->me].closed)) {
+            core_oplist_fail_all(&p->pushes, EPIPE);
+            break;
+        }
+        uint32_t before = op->progress;
+        int rc = catmem_ring_put(&p->tx, op->sga.sga_segs[0].sgaseg_buf, op->sga.sga_segs[0].sgaseg_len, &op->progress);
+        if (op->progress != before)
+            moved = true;
+        if (rc == 1) {
+            core_oplist_remove(&p->pushes, op);
+            core_op_complete_push(op);
+            n++;
+            continue;
+        }
+        if (rc < 0) {
+            LOG_WARN("catmem: pipe %s: the peer's ring position is impossible", p->shm_name);
+            p->err = EIO;
+            continue;
+        }
+        break;
+    }
+    if (moved || p->rx.pos != rx_before)
+        kick(p);
+    return n;
+}
+
+static int catmem_push(struct core_queue *q, struct core_op *op)
+{
+    struct cm_pipe *p = q->priv;
+    op->progress = 0;
+    core_oplist_push(&p->pushes, op);
+    if (p->pushes.head == op)
+        pipe_progress(p);
+    return 0;
+}
+
+static int catmem_pop(struct core_queue *q, struct core_op *op)
+{
+    struct cm_pipe *p = q->priv;
+    core_oplist_push(&p->pops, op);
+    if (p->pops.head == op)
+        pipe_progress(p);
+    return 0;
+}
+
+static void pipe_free(struct cm_pipe *p)
+{
+    core_oplist_fail_all(&p->pops, ECANCELED);
+    core_oplist_fail_all(&p->pushes, ECANCELED);
+    if (p->rx.rx_buf != NULL)
+        core_sga_free(&p->rx_sga);
+    __atomic_store_n(&p->hdr->end[p->me].closed, 1, __ATOMIC_RELEASE);
+    kick(p);
+    /* The creator's name goes with it: a later create of the same name starts afresh. */
+    if (p->me == 0)
+        shm_unlink(p->shm_name);
+    if (p->pidfd >= 0)
+        close(p->pidfd);
+    munmap(p->base, p->size);
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        pipes = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    npipes--;
+    free(p);
+}
+
+static int catmem_close(struct core_queue *q)
+{
+    pipe_free(q->priv);
+    q->priv = NULL;
+    return 0;
+}
+
+static int catmem_poll(void)
+{
+    int n = 0;
+    for (struct cm_pipe *p = pipes; p; p = p->next)
+        if (p->pops.head || p->pushes.head)
+            n += pipe_progress(p);
+    return n;
+}
+
+static int catmem_block_prepare(void)
+{
+    sleep_n = 0;
+    sleep_overflow = false;
+    sleep_watch = false;
+    for (struct cm_pipe *p = pipes; p; p = p->next) {
+        if (!(p->pops.head || p->pushes.head) || p->err)
+            continue;
+        if (sleep_n == FUTEX_WAITV_MAX - 1) {
+            sleep_overflow = true;
+            break;
+        }
+        struct cm_end *me = &p->hdr->end[p->me];
+        __atomic_store_n(&me->sleeping, 1, __ATOMIC_SEQ_CST);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        uint32_t seen = __atomic_load_n(&me->bell, __ATOMIC_SEQ_CST);
+        sleep_set[sleep_n++] = (struct futex_waitv){.val = seen, .uaddr = (uintptr_t)&me->bell, .flags = FUTEX_32};
+        sleep_watch = true;
+        check_peer(p, true);
+    }
+    /* Anything published before we said "sleeping" is seen here; anything after wakes the bell. */
+    return catmem_poll();
+}
+
+static void catmem_block(const uint32_t *wake, uint32_t seen, uint64_t deadline_ns)
+{
+    struct futex_waitv *w = &sleep_set[sleep_n];
+    *w = (struct futex_waitv){.val = seen, .uaddr = (uintptr_t)wake, .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG};
+    uint64_t now = core_now_ns();
+    uint64_t cap = sleep_overflow ? CATMEM_OVERFLOW_SLEEP_NS : sleep_watch ? CATMEM_SLEEP_CAP_NS : UINT64_MAX;
+    if (cap != UINT64_MAX && (deadline_ns == UINT64_MAX || deadline_ns - now > cap))
+        deadline_ns = now + cap;
+    struct timespec ts, *tsp = NULL;
+    if (deadline_ns != UINT64_MAX) {
+        ts.tv_sec = (time_t)(deadline_ns / 1000000000ull);
+        ts.tv_nsec = (long)(deadline_ns % 1000000000ull);
+        tsp = &ts;
+    }
+    /* Absolute timeout on CLOCK_MONOTONIC, the clock of core_now_ns. */
+    syscall(SYS_futex_waitv, sleep_set, sleep_n + 1, 0, tsp, CLOCK_MONOTONIC);
+}
+
+static int catmem_init(const struct core_config *cfg)
+{
+    (void)cfg;
+    return 0;
+}
+
+static void catmem_fini(void)
+{
+    while (pipes)
+        pipe_free(pipes);
+}
+
+static const struct libos_ops catmem_ops = {
+    .name = "catmem",
+    .init = catmem_init,
+    .fini = catmem_fini,
+    .create_pipe = catmem_create_pipe,
+    .open_pipe = catmem_open_pipe,
+    .push = catmem_push,
+    .pop = catmem_pop,
+    .close = catmem_close,
+    .poll = catmem_poll,
+    .block_prepare = catmem_block_prepare,
+    .block = catmem_block,
+};
+
+LIBOS_REGISTER(catmem)
+{
+    return &catmem_ops;
+}
