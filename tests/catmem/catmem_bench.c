@@ -1,0 +1,255 @@
+/* catmem-bench: 64 B pipe ping-pong round trip (p50/p99) and 64 KiB one-way throughput between two processes, next to the cache-line ping-pong floor of two pinned threads, printed as one table. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include <demi/libos.h>
+#include <demi/sga.h>
+#include <demi/wait.h>
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void pin(int cpu)
+{
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    sched_setaffinity(0, sizeof(s), &s);
+}
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "catmem-bench: %s: %s\n", what, strerror(rc));
+    exit(1);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- the floor: one cache line bounced between two pinned threads ---------------------- */
+
+static _Alignas(64) _Atomic uint64_t line;
+static int floor_iters;
+static int cpu_a, cpu_b;
+
+static void *floor_peer(void *arg)
+{
+    (void)arg;
+    pin(cpu_b);
+    for (uint64_t i = 1; i <= (uint64_t)floor_iters; i++) {
+        while (atomic_load_explicit(&line, memory_order_acquire) != 2 * i - 1)
+            ;
+        atomic_store_explicit(&line, 2 * i, memory_order_release);
+    }
+    return NULL;
+}
+
+static void floor_run(uint64_t *samples)
+{
+    pthread_t t;
+    atomic_store(&line, 0);
+    pthread_create(&t, NULL, floor_peer, NULL);
+    pin(cpu_a);
+    for (uint64_t i = 1; i <= (uint64_t)floor_iters; i++) {
+        uint64_t t0 = now_ns();
+        atomic_store_explicit(&line, 2 * i - 1, memory_order_release);
+        while (atomic_load_explicit(&line, memory_order_acquire) != 2 * i)
+            ;
+        samples[i - 1] = now_ns() - t0;
+    }
+    pthread_join(t, NULL);
+}
+
+/* ---- catmem --------------------------------------------------------------------------- */
+
+static void init_catmem(void)
+{
+    char a0[] = "catmem-bench", a1[] = "--catmem";
+    char *argv[] = {a0, a1, NULL};
+    struct demi_args args;
+    memset(&args, 0, sizeof(args));
+    args.argc = 2;
+    args.argv = argv;
+    int rc = demi_init(&args);
+    if (rc)
+        die("demi_init", rc);
+}
+
+static void wait_op(demi_qtoken_t qt, demi_opcode_t want, demi_qresult_t *qr)
+{
+    struct timespec to = {30, 0};
+    int rc = demi_wait(qr, qt, &to);
+    if (rc)
+        die("demi_wait", rc);
+    if (qr->qr_opcode != want)
+        die("operation failed", (int)qr->qr_ret);
+}
+
+static void push_sga(int qd, demi_sgarray_t *sga)
+{
+    demi_qtoken_t qt;
+    demi_qresult_t qr;
+    int rc = demi_push(&qt, qd, sga);
+    if (rc)
+        die("demi_push", rc);
+    wait_op(qt, DEMI_OPC_PUSH, &qr);
+}
+
+static uint32_t pop_one(int qd)
+{
+    demi_qtoken_t qt;
+    demi_qresult_t qr;
+    int rc = demi_pop(&qt, qd);
+    if (rc)
+        die("demi_pop", rc);
+    wait_op(qt, DEMI_OPC_POP, &qr);
+    uint32_t n = qr.qr_value.sga.sga_segs[0].sgaseg_len;
+    demi_sgafree(&qr.qr_value.sga);
+    return n;
+}
+
+/* The echo side: ping-pong replies, then swallow the throughput stream and acknowledge it. */
+static int child_role(const char *name, int rtt_iters, int tput_msgs)
+{
+    pin(cpu_b);
+    init_catmem();
+    int qd = -1, rc;
+    for (int i = 0; i < 5000 && (rc = demi_open_pipe(&qd, name)) == ENOENT; i++)
+        usleep(1000);
+    if (rc)
+        die("demi_open_pipe", rc);
+    demi_sgarray_t s = demi_sgaalloc(64);
+    for (int i = 0; i < rtt_iters; i++) {
+        pop_one(qd);
+        push_sga(qd, &s);
+    }
+    for (int i = 0; i < tput_msgs; i++)
+        pop_one(qd);
+    s.sga_segs[0].sgaseg_len = 1;
+    push_sga(qd, &s);
+    demi_sgafree(&s);
+    demi_close(qd);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int rtt_iters = argc > 1 ? atoi(argv[1]) : 200000;
+    int tput_msgs = argc > 2 ? atoi(argv[2]) : 32768; /* 2 GiB of 64 KiB messages */
+    floor_iters = argc > 3 ? atoi(argv[3]) : 1000000;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_a = 0;
+    cpu_b = ncpu > 1 ? 1 : 0;
+
+    uint64_t *fs = malloc(sizeof(uint64_t) * (size_t)floor_iters);
+    uint64_t *rs = malloc(sizeof(uint64_t) * (size_t)rtt_iters);
+    if (!fs || !rs)
+        die("malloc", ENOMEM);
+    floor_run(fs);
+    qsort(fs, (size_t)floor_iters, sizeof(*fs), cmp_u64);
+
+    char name[64];
+    snprintf(name, sizeof(name), "bench-%d", (int)getpid());
+    /* Fork first: each process brings up its own LibOS (the child opens once the name exists). */
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0)
+        _exit(child_role(name, rtt_iters, tput_msgs));
+    pin(cpu_a);
+    init_catmem();
+    int qd, rc = demi_create_pipe(&qd, name);
+    if (rc)
+        die("demi_create_pipe", rc);
+
+    demi_sgarray_t s = demi_sgaalloc(64);
+    memset(s.sga_segs[0].sgaseg_buf, 0x42, 64);
+    for (int i = 0; i < rtt_iters; i++) {
+        uint64_t t0 = now_ns();
+        push_sga(qd, &s);
+        pop_one(qd);
+        rs[i] = now_ns() - t0;
+    }
+    demi_sgafree(&s);
+    /* The first tenth is warm-up (page faults, caches). */
+    int warm = rtt_iters / 10;
+    qsort(rs + warm, (size_t)(rtt_iters - warm), sizeof(*rs), cmp_u64);
+
+    enum { INFLIGHT = 16, BIG = 65536 };
+    demi_sgarray_t bufs[INFLIGHT];
+    demi_qtoken_t qts[INFLIGHT];
+    for (int i = 0; i < INFLIGHT; i++) {
+        bufs[i] = demi_sgaalloc(BIG);
+        memset(bufs[i].sga_segs[0].sgaseg_buf, i, BIG);
+    }
+    uint64_t t0 = now_ns();
+    int sent = 0, done = 0, n = 0;
+    int slot_of[INFLIGHT];
+    int free_slots[INFLIGHT], nfree = INFLIGHT;
+    for (int i = 0; i < INFLIGHT; i++)
+        free_slots[i] = i;
+    while (done < tput_msgs) {
+        if (sent < tput_msgs && nfree > 0) {
+            int sl = free_slots[--nfree];
+            rc = demi_push(&qts[n], qd, &bufs[sl]);
+            if (rc)
+                die("demi_push", rc);
+            slot_of[n++] = sl;
+            sent++;
+            continue;
+        }
+        demi_qresult_t qr;
+        int idx;
+        struct timespec to = {30, 0};
+        rc = demi_wait_any(&qr, &idx, qts, n, &to);
+        if (rc)
+            die("demi_wait_any", rc);
+        if (qr.qr_opcode != DEMI_OPC_PUSH)
+            die("push", (int)qr.qr_ret);
+        free_slots[nfree++] = slot_of[idx];
+        qts[idx] = qts[n - 1];
+        slot_of[idx] = slot_of[n - 1];
+        n--;
+        done++;
+    }
+    pop_one(qd); /* the receiver has everything */
+    uint64_t tput_ns = now_ns() - t0;
+    for (int i = 0; i < INFLIGHT; i++)
+        demi_sgafree(&bufs[i]);
+    demi_close(qd);
+    int st;
+    waitpid(child, &st, 0);
+
+    double fp50 = (double)fs[floor_iters / 2], fp99 = (double)fs[(size_t)floor_iters * 99 / 100];
+    int m = rtt_iters - warm;
+    double rp50 = (double)rs[warm + m / 2], rp99 = (double)rs[warm + (size_t)m * 99 / 100];
+    double gbps = (double)tput_msgs * BIG / (double)tput_ns; /* bytes per ns = GB/s */
+    printf("benchmark on CPUs %d and %d\n", cpu_a, cpu_b);
+    printf("%-44s %10s %10s %14s\n", "", "p50 ns", "p99 ns", "throughput");
+    printf("%-44s %10.0f %10.0f %14s\n", "cache-line ping-pong, 2 pinned threads", fp50, fp99, "-");
+    printf("%-44s %10.0f %10.0f %14s\n", "catmem 64 B pipe ping-pong, 2 processes", rp50, rp99, "-");
+    char t[32];
+    snprintf(t, sizeof(t), "%.2f GB/s", gbps);
+    printf("%-44s %10s %10s %14s\n", "catmem 64 KiB one-way, 16 pushes in flight", "-", "-", t);
+    printf("catmem p50 / floor p50 = %.2fx (issue 4 asks <= 3x)\n", rp50 / fp50);
+    free(fs);
+    free(rs);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+}
