@@ -60,6 +60,19 @@ static bool sleep_watch;
 
 static inline uint32_t ld32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 
+/*
+ * A full store-load barrier between "I published / I sleep" and "does the other
+ * side sleep / was there news". ThreadSanitizer cannot model a fence, so its
+ * builds use a sequentially consistent read-modify-write, which is a full
+ * barrier on the machines we run on too.
+ */
+#if defined(__SANITIZE_THREAD__)
+static uint32_t fence_word;
+#define FULL_FENCE() ((void)__atomic_fetch_add(&fence_word, 0, __ATOMIC_SEQ_CST))
+#else
+#define FULL_FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#endif
+
 static int futex_wake_shared(uint32_t *addr)
 {
     return (int)syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
@@ -69,7 +82,7 @@ static int futex_wake_shared(uint32_t *addr)
 static void kick(struct cm_pipe *p)
 {
     struct cm_end *pe = &p->hdr->end[!p->me];
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    FULL_FENCE();
     if (__atomic_load_n(&pe->sleeping, __ATOMIC_RELAXED) &&
         __atomic_exchange_n(&pe->sleeping, 0, __ATOMIC_SEQ_CST)) {
         __atomic_add_fetch(&pe->bell, 1, __ATOMIC_SEQ_CST);
@@ -451,7 +464,7 @@ static int catmem_block_prepare(void)
         }
         struct cm_end *me = &p->hdr->end[p->me];
         __atomic_store_n(&me->sleeping, 1, __ATOMIC_SEQ_CST);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        FULL_FENCE();
         uint32_t seen = __atomic_load_n(&me->bell, __ATOMIC_SEQ_CST);
         sleep_set[sleep_n++] = (struct futex_waitv){.val = seen, .uaddr = (uintptr_t)&me->bell, .flags = FUTEX_32};
         sleep_watch = true;
