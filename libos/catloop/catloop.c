@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "libos.h"
@@ -33,6 +36,7 @@
 #define CL_RING_CAP (256u * 1024u) /* power of two */
 #define CL_POP_MAX (64u * 1024u)
 #define CL_LIVENESS_NS 2000000ull /* how often an idle connection checks its peer's pid */
+#define CL_TICK_NS 1000000ull     /* while ring operations wait, the core's sleep is cut to this */
 
 struct cl_slot {
     _Atomic uint32_t state; /* 0 free, 1 being written, 2 posted */
@@ -92,7 +96,17 @@ static struct {
     struct cl_sock **tab;
     size_t ntab;
     struct cl_sock *all;
-} cl;
+    /*
+     * Waiting: the core sleeps on wait_fd, our epoll set holding catnap's set and a
+     * timerfd. Ring peers cannot wake a kernel fd, so while any ring operation waits
+     * the timer ticks every CL_TICK_NS: a ring completion may come up to one tick late
+     * once the core's spin phase is over, and an idle process with nothing pending on
+     * a ring sleeps with no wake-ups at all.
+     */
+    int epfd, tfd;
+    bool armed;
+    uint64_t next_tick_ns;
+} cl = {.epfd = -1, .tfd = -1};
 
 /* ---- helpers -------------------------------------------------------------------- */
 
@@ -450,6 +464,80 @@ static int listener_progress(struct cl_sock *s)
 
 /* ---- ops ------------------------------------------------------------------------- */
 
+static void wait_teardown(void)
+{
+    if (cl.tfd >= 0)
+        close(cl.tfd);
+    if (cl.epfd >= 0)
+        close(cl.epfd);
+    cl.tfd = cl.epfd = -1;
+    cl.armed = false;
+}
+
+static int wait_setup(void)
+{
+    int kfd = cl.kn->wait_fd ? cl.kn->wait_fd() : -ENOTSUP;
+    cl.epfd = epoll_create1(EPOLL_CLOEXEC);
+    cl.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    int ret = 0;
+    if (cl.epfd < 0 || cl.tfd < 0)
+        ret = -errno;
+    struct epoll_event ev = {.events = EPOLLIN};
+    if (ret == 0 && epoll_ctl(cl.epfd, EPOLL_CTL_ADD, cl.tfd, &ev) < 0)
+        ret = -errno;
+    if (ret == 0 && kfd >= 0 && epoll_ctl(cl.epfd, EPOLL_CTL_ADD, kfd, &ev) < 0)
+        ret = -errno;
+    if (ret < 0)
+        wait_teardown();
+    return ret;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Keep the tick running exactly while a ring operation waits. The timer fires at
+ * t0 + k * CL_TICK_NS; once the next expiry is past we drain it, so the fd is never
+ * left readable (which would turn the core's sleep into a spin) and costs a read
+ * only once per tick.
+ */
+static void tick_update(bool busy)
+{
+    if (busy && cl.armed) {
+        uint64_t now = mono_ns();
+        if (now >= cl.next_tick_ns) {
+            uint64_t n;
+            if (read(cl.tfd, &n, sizeof(n)) < 0) {
+                /* raced with the expiry itself: the next poll drains it */
+            }
+            cl.next_tick_ns += ((now - cl.next_tick_ns) / CL_TICK_NS + 1) * CL_TICK_NS;
+        }
+        return;
+    }
+    if (busy == cl.armed)
+        return;
+    struct itimerspec it = {{0, 0}, {0, 0}};
+    if (busy) {
+        uint64_t first = mono_ns() + CL_TICK_NS;
+        it.it_interval.tv_nsec = (long)CL_TICK_NS;
+        it.it_value.tv_sec = (time_t)(first / 1000000000ull);
+        it.it_value.tv_nsec = (long)(first % 1000000000ull);
+        cl.next_tick_ns = first;
+    }
+    if (timerfd_settime(cl.tfd, busy ? TFD_TIMER_ABSTIME : 0, &it, NULL) == 0)
+        cl.armed = busy;
+    if (!busy) {
+        uint64_t n;
+        if (read(cl.tfd, &n, sizeof(n)) < 0) {
+            /* nothing was pending */
+        }
+    }
+}
+
 static int cl_init(const struct core_config *cfg)
 {
     cl.kn = core_registry_find("catnap");
@@ -457,11 +545,15 @@ static int cl_init(const struct core_config *cfg)
         return -ENODEV;
     const char *fb = getenv("DEMI_CATLOOP_FALLBACK");
     cl.fallback = !(fb != NULL && strcmp(fb, "0") == 0);
-    return cl.kn->init(cfg);
+    int ret = cl.kn->init(cfg);
+    if (ret < 0)
+        return ret;
+    return wait_setup();
 }
 
 static void cl_fini(void)
 {
+    wait_teardown();
     free(cl.tab);
     cl.tab = NULL;
     cl.ntab = 0;
@@ -726,17 +818,23 @@ static int cl_getsockname(struct core_queue *q, struct sockaddr_in *addr)
 static int cl_poll(void)
 {
     int done = cl.kn->poll();
+    bool busy = false;
     struct cl_sock *s = cl.all;
     while (s != NULL) {
         struct cl_sock *next = s->next;
         if (s->kind == CL_LISTENER) {
-            if (s->accepts.head != NULL)
+            if (s->accepts.head != NULL) {
                 done += listener_progress(s);
+                busy |= s->accepts.head != NULL;
+            }
         } else if (s->connects.head != NULL || s->pushes.head != NULL || s->pops.head != NULL) {
             done += conn_progress(s);
+            busy |= s->connects.head != NULL || s->pushes.head != NULL || s->pops.head != NULL;
         }
         s = next;
     }
+    if (cl.epfd >= 0)
+        tick_update(busy);
     return done;
 }
 
@@ -744,6 +842,15 @@ static void cl_fork_child(void)
 {
     if (cl.kn->fork_child)
         cl.kn->fork_child();
+    /* catnap's set is new in the child: ours must hold that one, and a timer of our own. */
+    wait_teardown();
+    if (wait_setup() < 0)
+        cl.epfd = -1;
+}
+
+static int cl_wait_fd(void)
+{
+    return cl.epfd >= 0 ? cl.epfd : -ENOTSUP;
 }
 
 static const struct libos_ops catloop_ops = {
@@ -764,6 +871,7 @@ static const struct libos_ops catloop_ops = {
     .getpeername = cl_getpeername,
     .getsockname = cl_getsockname,
     .poll = cl_poll,
+    .wait_fd = cl_wait_fd,
     .fork_child = cl_fork_child,
 };
 

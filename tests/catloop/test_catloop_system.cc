@@ -1,6 +1,7 @@
 // catloop across processes: a byte-exact transfer, 64 connections at once, close and SIGKILL, and fallback to kernel TCP.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <string>
@@ -250,6 +251,53 @@ TEST(CatloopSystem, SigkilledPeerGivesEconnreset)
     if (res[1].skipped())
         GTEST_SKIP() << skip_reason();
     EXPECT_TRUE(res[1].ok()) << "survivor: " << res[1].describe();
+}
+
+/* A pop waiting 1 s on a quiet connection sleeps between ring ticks instead of spinning, and still gets its data. */
+TEST(CatloopSystem, IdlePopSleepsAndWakesOnData)
+{
+    uint16_t port = free_port();
+    ASSERT_NE(port, 0);
+    Signal listening, waited;
+    auto r = run_pair(
+        [&] {
+            child_init("catloop");
+            int l = tcp_listener(port);
+            listening.raise();
+            int c = tcp_accept(l);
+            waited.await();
+            push_bytes(c, "late", 4);
+            demi_qresult_t qr = pop_any(c);
+            CHECK(qr.qr_opcode == DEMI_OPC_POP, "pop");
+            CHECK_DEMI(demi_sgafree(&qr.qr_value.sga));
+            CHECK_DEMI(demi_close(c));
+            CHECK_DEMI(demi_close(l));
+            return kExitOk;
+        },
+        [&] {
+            child_init("catloop");
+            listening.await();
+            int c = tcp_connect(port);
+            demi_qtoken_t qt;
+            CHECK_DEMI(demi_pop(&qt, c));
+            struct rusage r0, r1;
+            getrusage(RUSAGE_SELF, &r0);
+            demi_qresult_t qr;
+            struct timespec t = {1, 0};
+            CHECK(demi_wait(&qr, qt, &t) == ETIMEDOUT, "pop completed with no data");
+            getrusage(RUSAGE_SELF, &r1);
+            double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) +
+                         (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
+            fprintf(stderr, "idle pop: %.3f s CPU in 1 s\n", cpu);
+            CHECK(cpu < 0.25, "idle wait used %.3f s of CPU in 1 s", cpu);
+            waited.raise();
+            WAIT_FOR(qr, qt, DEMI_OPC_POP);
+            CHECK(qr.qr_value.sga.sga_segs[0].sgaseg_len == 4, "got %u bytes", qr.qr_value.sga.sga_segs[0].sgaseg_len);
+            CHECK_DEMI(demi_sgafree(&qr.qr_value.sga));
+            CHECK_DEMI(demi_close(c));
+            return kExitOk;
+        });
+    expect_pair_ok(r);
 }
 
 /* A plain kernel server (no LibOS) in the child; the catloop client reaches it over kernel TCP. */
