@@ -1,7 +1,9 @@
 /* catloop: TCP sockets between processes of one host over shared-memory byte rings, with every kernel peer (and UDP) delegated to catnap's ops table. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,6 +38,7 @@
 #define CL_RING_CAP (256u * 1024u) /* power of two */
 #define CL_POP_MAX (64u * 1024u)
 #define CL_LIVENESS_NS 2000000ull /* how often an idle connection checks its peer's pid */
+#define CL_KCHECK_NS 50000ull     /* how often a listener waiting to accept looks at its kernel socket */
 #define CL_TICK_NS 1000000ull     /* while ring operations wait, the core's sleep is cut to this */
 
 struct cl_slot {
@@ -79,6 +82,8 @@ struct cl_sock {
     struct cl_listen_shm *lsh;
     char lname[CL_NAME_MAX];
     struct sockaddr_in laddr;
+    int kfd;               /* catnap's listening kernel fd (not ours to close), or -1 */
+    uint64_t next_kcheck_ns;
     /* connection */
     struct cl_conn_shm *csh;
     char cname[CL_NAME_MAX];
@@ -407,6 +412,61 @@ static int conn_progress(struct cl_sock *s)
     return done;
 }
 
+/*
+ * The kernel fd catnap listens on for laddr. catnap does not expose it and a LibOS
+ * must not look inside another, so we ask the kernel: the one listening AF_INET
+ * stream socket of this process bound to exactly that address. -1 if none or
+ * ambiguous (then kernel clients wait in the backlog, never accepted).
+ */
+static int find_kernel_listener(const struct sockaddr_in *laddr)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    int found = -1, n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || fd < 0 || fd == dirfd(d))
+            continue;
+        int v = 0;
+        socklen_t len = sizeof(v);
+        if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0 || v != 1)
+            continue;
+        len = sizeof(v);
+        if (getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &v, &len) < 0 || v != AF_INET)
+            continue;
+        struct sockaddr_in a;
+        len = sizeof(a);
+        if (getsockname((int)fd, (struct sockaddr *)&a, &len) < 0 || a.sin_port != laddr->sin_port ||
+            a.sin_addr.s_addr != laddr->sin_addr.s_addr)
+            continue;
+        found = (int)fd;
+        n++;
+    }
+    closedir(d);
+    return n == 1 ? found : -1;
+}
+
+/* A kernel client is waiting: hand the oldest accept to catnap, which takes it at once. */
+static int kernel_accept_progress(struct cl_sock *s)
+{
+    uint64_t now = core_now_ns();
+    if (s->kfd < 0 || now < s->next_kcheck_ns)
+        return 0;
+    s->next_kcheck_ns = now + CL_KCHECK_NS;
+    struct pollfd p = {.fd = s->kfd, .events = POLLIN};
+    if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+        return 0;
+    struct core_op *op = s->accepts.head;
+    core_oplist_remove(&s->accepts, op);
+    int ret = cl.kn->accept(s->q, op);
+    if (ret < 0)
+        core_op_fail(op, -ret);
+    return 1;
+}
+
 /* Take one posted connection request, or return 0 if none. */
 static int listener_progress(struct cl_sock *s)
 {
@@ -604,6 +664,7 @@ static int cl_listen(struct core_queue *q, int backlog)
             }
             s->lsh->pid = getpid();
             s->lsh->magic = CL_MAGIC;
+            s->kfd = find_kernel_listener(&a);
             return 0;
         }
         if (errno != EEXIST) {
@@ -825,6 +886,8 @@ static int cl_poll(void)
         if (s->kind == CL_LISTENER) {
             if (s->accepts.head != NULL) {
                 done += listener_progress(s);
+                if (s->accepts.head != NULL)
+                    done += kernel_accept_progress(s);
                 busy |= s->accepts.head != NULL;
             }
         } else if (s->connects.head != NULL || s->pushes.head != NULL || s->pops.head != NULL) {

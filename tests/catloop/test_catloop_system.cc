@@ -344,6 +344,67 @@ TEST(CatloopSystem, ConnectWithoutCatloopListenerFallsBackToKernelTcp)
     expect_pair_ok(r);
 }
 
+/* A plain kernel client (no LibOS) reaches a catloop listener, which accepts it over kernel TCP, next to a catloop client. */
+TEST(CatloopSystem, ListenerAcceptsPlainKernelClients)
+{
+    uint16_t port = free_port();
+    ASSERT_NE(port, 0);
+    Signal listening, kernel_done;
+    auto r = run_pair(
+        [&] {
+            child_init("catloop");
+            int l = tcp_listener(port);
+            listening.raise();
+            for (int i = 0; i < 2; i++) {
+                int c = tcp_accept(l);
+                char buf[5];
+                pop_exact(c, buf, 5);
+                CHECK(memcmp(buf, "hello", 5) == 0, "wrong bytes");
+                push_bytes(c, "world", 5);
+                demi_qresult_t qr = pop_any(c);
+                CHECK(qr.qr_opcode == DEMI_OPC_POP && qr.qr_value.sga.sga_segs[0].sgaseg_len == 0, "no EOF");
+                CHECK_DEMI(demi_sgafree(&qr.qr_value.sga));
+                CHECK_DEMI(demi_close(c));
+            }
+            CHECK_DEMI(demi_close(l));
+            return kExitOk;
+        },
+        [&] {
+            listening.await();
+            /* First an ordinary program's socket, no LibOS at all... */
+            pid_t k = fork();
+            if (k == 0) {
+                int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                struct sockaddr_in a = loopback(port);
+                if (connect(c, (struct sockaddr *)&a, sizeof(a)) < 0 || write(c, "hello", 5) != 5)
+                    _exit(kExitFail);
+                char buf[5];
+                size_t got = 0;
+                while (got < 5) {
+                    ssize_t n = read(c, buf + got, 5 - got);
+                    if (n <= 0)
+                        _exit(kExitFail);
+                    got += (size_t)n;
+                }
+                close(c);
+                _exit(memcmp(buf, "world", 5) == 0 ? kExitOk : kExitFail);
+            }
+            int st = 0;
+            CHECK(k > 0 && waitpid(k, &st, 0) == k, "kernel client: fork/wait failed");
+            CHECK(WIFEXITED(st) && WEXITSTATUS(st) == kExitOk, "kernel client failed (status %d)", st);
+            /* ...then a catloop client on the same listener. */
+            child_init("catloop");
+            int c = tcp_connect(port);
+            push_bytes(c, "hello", 5);
+            char buf[5];
+            pop_exact(c, buf, 5);
+            CHECK(memcmp(buf, "world", 5) == 0, "wrong reply");
+            CHECK_DEMI(demi_close(c));
+            return kExitOk;
+        });
+    expect_pair_ok(r);
+}
+
 TEST(CatloopSystem, FallbackOffRefusesKernelPeers)
 {
     uint16_t port = free_port();
