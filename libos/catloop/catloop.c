@@ -39,6 +39,7 @@
 #define CL_POP_MAX (64u * 1024u)
 #define CL_LIVENESS_NS 2000000ull /* how often an idle connection checks its peer's pid */
 #define CL_KCHECK_NS 50000ull     /* how often a listener waiting to accept looks at its kernel socket */
+#define CL_KPOLL_EVERY 8u         /* while ring operations wait, catnap is polled this seldom */
 #define CL_TICK_NS 1000000ull     /* while ring operations wait, the core's sleep is cut to this */
 
 struct cl_slot {
@@ -111,6 +112,9 @@ static struct {
     int epfd, tfd;
     bool armed;
     uint64_t next_tick_ns;
+    uint64_t last_busy_ns;
+    bool ring_busy;  /* the last poll left ring operations waiting */
+    uint32_t npolls;
 } cl = {.epfd = -1, .tfd = -1};
 
 /* ---- helpers -------------------------------------------------------------------- */
@@ -567,8 +571,10 @@ static uint64_t mono_ns(void)
  */
 static void tick_update(bool busy)
 {
-    if (busy && cl.armed) {
-        uint64_t now = mono_ns();
+    uint64_t now = mono_ns();
+    if (busy)
+        cl.last_busy_ns = now;
+    if (cl.armed) {
         if (now >= cl.next_tick_ns) {
             uint64_t n;
             if (read(cl.tfd, &n, sizeof(n)) < 0) {
@@ -576,25 +582,25 @@ static void tick_update(bool busy)
             }
             cl.next_tick_ns += ((now - cl.next_tick_ns) / CL_TICK_NS + 1) * CL_TICK_NS;
         }
-        return;
-    }
-    if (busy == cl.armed)
-        return;
-    struct itimerspec it = {{0, 0}, {0, 0}};
-    if (busy) {
-        uint64_t first = mono_ns() + CL_TICK_NS;
-        it.it_interval.tv_nsec = (long)CL_TICK_NS;
-        it.it_value.tv_sec = (time_t)(first / 1000000000ull);
-        it.it_value.tv_nsec = (long)(first % 1000000000ull);
-        cl.next_tick_ns = first;
-    }
-    if (timerfd_settime(cl.tfd, busy ? TFD_TIMER_ABSTIME : 0, &it, NULL) == 0)
-        cl.armed = busy;
-    if (!busy) {
+        /* Disarm lazily: a ring round trip arms and clears busy every time, and three system calls per op would cost more than the ring. */
+        if (busy || now - cl.last_busy_ns < 2 * CL_TICK_NS)
+            return;
+        struct itimerspec off = {{0, 0}, {0, 0}};
+        if (timerfd_settime(cl.tfd, 0, &off, NULL) == 0)
+            cl.armed = false;
         uint64_t n;
         if (read(cl.tfd, &n, sizeof(n)) < 0) {
             /* nothing was pending */
         }
+        return;
+    }
+    if (!busy)
+        return;
+    uint64_t first = now + CL_TICK_NS;
+    struct itimerspec it = {{0, (long)CL_TICK_NS}, {(time_t)(first / 1000000000ull), (long)(first % 1000000000ull)}};
+    if (timerfd_settime(cl.tfd, TFD_TIMER_ABSTIME, &it, NULL) == 0) {
+        cl.armed = true;
+        cl.next_tick_ns = first;
     }
 }
 
@@ -878,7 +884,14 @@ static int cl_getsockname(struct core_queue *q, struct sockaddr_in *addr)
 
 static int cl_poll(void)
 {
-    int done = cl.kn->poll();
+    /*
+     * catnap's poll is an epoll_wait system call, several times a ring round trip:
+     * while ring operations wait it runs every CL_KPOLL_EVERY-th poll only. No kernel
+     * event is lost: catnap's set stays readable inside ours until it is drained.
+     */
+    int done = 0;
+    if (!cl.ring_busy || (++cl.npolls % CL_KPOLL_EVERY) == 0)
+        done += cl.kn->poll();
     bool busy = false;
     struct cl_sock *s = cl.all;
     while (s != NULL) {
@@ -896,6 +909,7 @@ static int cl_poll(void)
         }
         s = next;
     }
+    cl.ring_busy = busy;
     if (cl.epfd >= 0)
         tick_update(busy);
     return done;
