@@ -41,7 +41,8 @@
 #define CL_KCHECK_NS 50000ull     /* how often a listener waiting to accept looks at its kernel socket */
 #define CL_KPOLL_EVERY 8u         /* while ring operations wait, catnap is polled this seldom */
 #define CL_FLAG_NS 20000ull       /* ring ops idle this long ask the peer for a wake-up (below the core's spin) */
-#define CL_TICK_NS 1000000ull     /* while ring operations wait, the core's sleep is cut to this */
+#define CL_TICK_NS 1000000ull     /* while a ring operation waits with no wake-up armed, the core's sleep is cut to this */
+#define CL_SLOW_TICK_NS 50000000ull /* when every waiting op has a peer wake-up armed: only to notice a dead peer */
 
 struct cl_slot {
     _Atomic uint32_t state; /* 0 free, 1 being written, 2 posted */
@@ -111,7 +112,8 @@ static struct {
     /*
      * Waiting: the core sleeps on wait_fd, our epoll set holding catnap's set and a
      * timerfd. Ring peers cannot wake a kernel fd, so while any ring operation waits
-     * the timer ticks every CL_TICK_NS: a ring completion may come up to one tick late
+     * the timer ticks every CL_TICK_NS (CL_SLOW_TICK_NS once every waiting connection
+     * has asked its peer for a wake-up): a ring completion may come up to one tick late
      * once the core's spin phase is over, and an idle process with nothing pending on
      * a ring sleeps with no wake-ups at all.
      */
@@ -120,6 +122,7 @@ static struct {
     bool armed;
     uint64_t next_tick_ns;
     uint64_t last_busy_ns;
+    uint64_t period; /* of the armed tick */
     bool ring_busy;  /* the last poll left ring operations waiting */
     uint32_t npolls;
 } cl = {.epfd = -1, .tfd = -1, .wpipe = {-1, -1}};
@@ -659,18 +662,28 @@ static uint64_t mono_ns(void)
  * left readable (which would turn the core's sleep into a spin) and costs a read
  * only once per tick.
  */
-static void tick_update(bool busy)
+static void tick_update(bool busy, uint64_t period)
 {
     uint64_t now = mono_ns();
     if (busy)
         cl.last_busy_ns = now;
+    if (cl.armed && busy && period != cl.period) {
+        /* Re-armed below with the new period. */
+        struct itimerspec off = {{0, 0}, {0, 0}};
+        if (timerfd_settime(cl.tfd, 0, &off, NULL) == 0)
+            cl.armed = false;
+        uint64_t n;
+        if (read(cl.tfd, &n, sizeof(n)) < 0) {
+            /* nothing was pending */
+        }
+    }
     if (cl.armed) {
         if (now >= cl.next_tick_ns) {
             uint64_t n;
             if (read(cl.tfd, &n, sizeof(n)) < 0) {
                 /* raced with the expiry itself: the next poll drains it */
             }
-            cl.next_tick_ns += ((now - cl.next_tick_ns) / CL_TICK_NS + 1) * CL_TICK_NS;
+            cl.next_tick_ns += ((now - cl.next_tick_ns) / cl.period + 1) * cl.period;
         }
         /* Disarm lazily: a ring round trip arms and clears busy every time, and three system calls per op would cost more than the ring. */
         if (busy || now - cl.last_busy_ns < 2 * CL_TICK_NS)
@@ -686,10 +699,12 @@ static void tick_update(bool busy)
     }
     if (!busy)
         return;
-    uint64_t first = now + CL_TICK_NS;
-    struct itimerspec it = {{0, (long)CL_TICK_NS}, {(time_t)(first / 1000000000ull), (long)(first % 1000000000ull)}};
+    uint64_t first = now + period;
+    struct itimerspec it = {{(time_t)(period / 1000000000ull), (long)(period % 1000000000ull)},
+                            {(time_t)(first / 1000000000ull), (long)(first % 1000000000ull)}};
     if (timerfd_settime(cl.tfd, TFD_TIMER_ABSTIME, &it, NULL) == 0) {
         cl.armed = true;
+        cl.period = period;
         cl.next_tick_ns = first;
     }
 }
@@ -988,7 +1003,7 @@ static int cl_poll(void)
     int done = 0;
     if (!cl.ring_busy || (++cl.npolls % CL_KPOLL_EVERY) == 0)
         done += cl.kn->poll();
-    bool busy = false;
+    bool busy = false, urgent = false;
     struct cl_sock *s = cl.all;
     while (s != NULL) {
         struct cl_sock *next = s->next;
@@ -998,16 +1013,19 @@ static int cl_poll(void)
                 if (s->accepts.head != NULL)
                     done += kernel_accept_progress(s);
                 busy |= s->accepts.head != NULL;
+                urgent |= s->accepts.head != NULL;
             }
         } else if (s->connects.head != NULL || s->pushes.head != NULL || s->pops.head != NULL) {
             done += conn_progress(s);
-            busy |= s->connects.head != NULL || s->pushes.head != NULL || s->pops.head != NULL;
+            bool w = s->connects.head != NULL || s->pushes.head != NULL || s->pops.head != NULL;
+            busy |= w;
+            urgent |= w && (!s->flagged || s->connects.head != NULL);
         }
         s = next;
     }
     cl.ring_busy = busy;
     if (cl.epfd >= 0)
-        tick_update(busy);
+        tick_update(busy, urgent ? CL_TICK_NS : CL_SLOW_TICK_NS);
     return done;
 }
 
