@@ -1160,7 +1160,7 @@ int shim_connect(int fd, const struct sockaddr *addr, socklen_t len)
             goto out;
         }
         if (s->state == SS_CONNECTING) {
-            rc = s->nonblock ? -EALREADY : -EALREADY;
+            rc = -EALREADY;
             goto out;
         }
         if (s->conn_failed && s->so_error) {
