@@ -24,6 +24,8 @@ struct ns_sockaddr {
     be16_t port;
 };
 
+enum ns_cc_algo { NS_CC_NEWRENO = 0, NS_CC_CUBIC = 1 };
+
 struct ns_arp_static {
     be32_t ip;
     uint8_t mac[NS_ETH_ALEN];
@@ -42,6 +44,9 @@ struct ns_config {
     uint32_t arp_ttl_ms;
     uint32_t arp_request_timeout_ms;
     uint32_t arp_request_retries;
+    uint8_t isn_secret[16];      /* RFC 6528 key for initial sequence numbers; the caller fills it
+                                  * from a random source (netstack makes no system calls) */
+    enum ns_cc_algo tcp_cc;      /* congestion control of new sockets (default NS_CC_CUBIC) */
 };
 
 /* Defaults from defaults.h, no addresses. */
@@ -164,5 +169,98 @@ struct ns_ping_reply {
 int ns_ping_send(struct netstack *ns, be32_t dst, uint16_t id, uint16_t seq, const void *data, size_t len);
 /* 0 and the oldest unread echo reply, or -EAGAIN. */
 int ns_ping_reply(struct netstack *ns, struct ns_ping_reply *out);
+
+/* ---- TCP (RFC 9293). Sockets are small integers per stack, separate from UDP's.
+ * Every call is non-blocking; the caller learns what changed from ns_events()
+ * after ns_poll()/ns_input(), or asks ns_tcp_events() for one socket. */
+
+enum ns_tcp_state {
+    NS_TCP_CLOSED = 0, NS_TCP_LISTEN, NS_TCP_SYN_SENT, NS_TCP_SYN_RECEIVED, NS_TCP_ESTABLISHED,
+    NS_TCP_FIN_WAIT_1, NS_TCP_FIN_WAIT_2, NS_TCP_CLOSE_WAIT, NS_TCP_CLOSING, NS_TCP_LAST_ACK,
+    NS_TCP_TIME_WAIT,
+};
+
+/* Readiness bits (same meaning as poll(2)'s POLLIN/POLLOUT/POLLERR/POLLHUP/POLLRDHUP). */
+#define NS_EV_IN 0x01u      /* data, EOF, an error, or (listener) a connection to accept */
+#define NS_EV_OUT 0x04u     /* send space, or a connect finished (either way) */
+#define NS_EV_ERR 0x08u     /* a pending error (read it with NS_SO_ERROR or from the next call) */
+#define NS_EV_HUP 0x10u     /* both directions done (reset, or FIN received after our FIN) */
+#define NS_EV_RDHUP 0x2000u /* peer sent FIN */
+
+/* Socket options for ns_tcp_setsockopt/getsockopt (values are ints). */
+enum ns_sockopt {
+    NS_SO_REUSEADDR = 1,     /* bind over a TIME_WAIT/closed connection's port (Linux semantics) */
+    NS_SO_KEEPALIVE,         /* RFC 1122 4.2.3.6 keepalive probes */
+    NS_SO_RCVBUF,            /* receive buffer bytes (bounds the advertised window) */
+    NS_SO_SNDBUF,            /* send buffer bytes */
+    NS_SO_LINGER0,           /* 1: close() aborts with RST (SO_LINGER {1,0}) */
+    NS_SO_ERROR,             /* get only: pending error (positive errno) and clear it */
+    NS_TCP_NODELAY,          /* 1: no Nagle */
+    NS_TCP_MAXSEG,           /* MSS clamp, set before connect/listen */
+    NS_TCP_KEEPIDLE,         /* seconds */
+    NS_TCP_KEEPINTVL,        /* seconds */
+    NS_TCP_KEEPCNT,          /* probes */
+    NS_TCP_CONGESTION,       /* NS_CC_NEWRENO or NS_CC_CUBIC */
+    NS_TCP_USER_TIMEOUT,     /* ms unacknowledged data may wait before ETIMEDOUT (0: default) */
+};
+
+/* Snapshot for tests, tools and TCP_INFO-like reporting. */
+struct ns_tcp_info {
+    enum ns_tcp_state state;
+    uint32_t snd_mss, rcv_mss;
+    uint8_t snd_wscale, rcv_wscale;  /* 0xff: window scaling not in use */
+    bool ts_ok, sack_ok;
+    enum ns_cc_algo cc;
+    uint32_t cwnd, ssthresh;         /* bytes */
+    uint32_t srtt_us, rttvar_us, rto_ms;
+    uint32_t snd_wnd, rcv_wnd;       /* bytes, unscaled */
+    uint32_t unacked, sndq, rcvq;    /* bytes in flight, queued to send, readable */
+    uint64_t retransmits, rto_events, fast_retransmits;
+};
+
+int ns_tcp_socket(struct netstack *ns);
+/* addr 0 or ours; port 0 picks an ephemeral port. -EADDRINUSE (unless SO_REUSEADDR
+ * and no listener / live connection has it, as Linux), -EADDRNOTAVAIL, -EINVAL if bound. */
+int ns_tcp_bind(struct netstack *ns, int sd, const struct ns_sockaddr *local);
+/* backlog bounds the accept queue; the SYN queue is bounded by NS_TCP_SYN_BACKLOG. */
+int ns_tcp_listen(struct netstack *ns, int sd, int backlog);
+/* A new socket for the oldest established connection (its peer in *peer), or -EAGAIN. */
+int ns_tcp_accept(struct netstack *ns, int sd, struct ns_sockaddr *peer);
+/* Sends the SYN and returns -EINPROGRESS; completion shows as NS_EV_OUT, then
+ * SO_ERROR tells 0 / ECONNREFUSED / ETIMEDOUT / EHOSTUNREACH. -EISCONN, -EALREADY. */
+int ns_tcp_connect(struct netstack *ns, int sd, const struct ns_sockaddr *remote);
+/* Copies up to len bytes into the send buffer; returns bytes taken, -EAGAIN when full,
+ * -EPIPE after shutdown(WR)/close of the peer's read side, -ENOTCONN, or a pending error. */
+int ns_tcp_send(struct netstack *ns, int sd, const void *data, size_t len);
+/* Copies in-order bytes; 0 at EOF; -EAGAIN; -ECONNRESET/-ETIMEDOUT once, then 0. */
+int ns_tcp_recv(struct netstack *ns, int sd, void *buf, size_t len);
+/* Zero copy: the next in-order segment's buffer (data/len = payload bytes not yet
+ * read); release with ns_buf_free. 0 and *out NULL at EOF; errors as ns_tcp_recv. */
+int ns_tcp_recv_buf(struct netstack *ns, int sd, struct nsbuf **out);
+/* how: 0 read, 1 write, 2 both (SHUT_RD/WR/RDWR). -ENOTCONN. */
+int ns_tcp_shutdown(struct netstack *ns, int sd, int how);
+/* Releases sd now; the connection finishes its close (FIN, TIME_WAIT) inside the
+ * stack, or is reset when unread data remains or NS_SO_LINGER0 is set (RFC 9293 3.10.4, Linux). */
+int ns_tcp_close(struct netstack *ns, int sd);
+int ns_tcp_setsockopt(struct netstack *ns, int sd, enum ns_sockopt opt, int val);
+int ns_tcp_getsockopt(struct netstack *ns, int sd, enum ns_sockopt opt, int *val);
+int ns_tcp_getsockname(struct netstack *ns, int sd, struct ns_sockaddr *local);
+int ns_tcp_getpeername(struct netstack *ns, int sd, struct ns_sockaddr *remote);
+/* NS_EV_* bits now, or -EBADF. */
+int ns_tcp_events(struct netstack *ns, int sd);
+int ns_tcp_info(struct netstack *ns, int sd, struct ns_tcp_info *out);
+
+/* ---- readiness changes, for a LibOS that completes operations */
+enum ns_proto { NS_PROTO_UDP = 17, NS_PROTO_TCP = 6 };
+struct ns_event {
+    uint8_t proto;               /* enum ns_proto */
+    int sd;
+    uint32_t events;             /* NS_EV_* at the time of the call */
+};
+/* Sockets whose readiness may have changed since the last call (each listed
+ * once), up to n; returns how many. Closed sockets are never listed. */
+int ns_events(struct netstack *ns, struct ns_event *out, int n);
+/* When ns_poll next has timer work to do (ns, the caller's clock), UINT64_MAX if none. */
+uint64_t ns_next_timer(const struct netstack *ns);
 
 #endif /* NS_NETSTACK_H */

@@ -15,6 +15,7 @@ void ns_config_defaults(struct ns_config *cfg)
     cfg->arp_ttl_ms = NS_ARP_TTL_MS;
     cfg->arp_request_timeout_ms = NS_ARP_REQUEST_TIMEOUT_MS;
     cfg->arp_request_retries = NS_ARP_REQUEST_RETRIES;
+    cfg->tcp_cc = NS_CC_CUBIC;
 }
 
 static bool mask_contiguous(be32_t m)
