@@ -25,6 +25,7 @@ struct ns_cc {
     uint32_t w_last_max;         /* for fast convergence (4.7) */
     uint32_t cwnd_prior;
     uint32_t w_est;              /* Reno-friendly estimate (4.3), bytes */
+    uint64_t est_acked;          /* bytes acked * alpha*17 not yet turned into W_est growth */
     int64_t k_ns;                /* time to reach w_max from the epoch */
     uint32_t min_rtt_us;
 };
