@@ -770,9 +770,10 @@ bool Runner::do_call(const Line &l)
                     return fail(&l, "unknown event '" + name + "' (IN OUT ERR HUP RDHUP)");
             }
         }
-        if (c.op != "=" && c.op != "!=")
-            return fail(&l, "events compare with = or !=");
-        if ((unsigned(r) == want) != (c.op == "=")) {
+        if (c.op != "=" && c.op != "!=" && c.op != "&")
+            return fail(&l, "events compare with =, != or & (has these bits)");
+        bool ok = c.op == "&" ? (unsigned(r) & want) == want : (unsigned(r) == want) == (c.op == "=");
+        if (!ok) {
             std::string got;
             for (auto &b : bits)
                 if (unsigned(r) & b.second)

@@ -314,7 +314,7 @@ bool parse_call(const std::string &body, CallSpec *call, std::string *err)
         return false;
     }
     if (!after.empty()) {
-        static const char *ops[] = {"<=", ">=", "!=", "==", "=", "<", ">"};
+        static const char *ops[] = {"<=", ">=", "!=", "==", "=", "<", ">", "&"};
         for (const char *op : ops) {
             std::string o = op;
             if (after.compare(0, o.size(), o) == 0) {
@@ -327,6 +327,10 @@ bool parse_call(const std::string &body, CallSpec *call, std::string *err)
             *err = "expected '= value' (or != < <= > >=) after the call, got '" + after + "'";
             return false;
         }
+    }
+    if (call->op == "&" && call->fn != "events") {
+        *err = "'&' (has these bits) only fits events()";
+        return false;
     }
     if (shape->field && call->op.empty()) {
         *err = "info(...).field needs a comparison";

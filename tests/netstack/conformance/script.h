@@ -52,7 +52,7 @@ struct CallSpec {
     std::string fn;
     std::vector<std::string> args;
     std::string field;                        // info(c).<field>
-    std::string op;                           // "", "=", "!=", "<", "<=", ">", ">="
+    std::string op;                           // "", "=", "!=", "<", "<=", ">", ">=", "&" (events: has bits)
     std::string expect;                       // raw text, interpreted by fn (see README.md)
 };
 

@@ -174,6 +174,10 @@ TEST(ConfParser, Calls)
     EXPECT_EQ(v.call.op, "=");
     EXPECT_EQ(v.call.expect, "IN|OUT");
 
+    Line h = ev("events(c) & OUT|ERR");
+    EXPECT_EQ(h.call.op, "&");
+    EXPECT_EQ(h.call.expect, "OUT|ERR");
+
     Line o = ev("setsockopt(c, TCP_NODELAY, 1) = 0");
     ASSERT_EQ(o.call.args.size(), 3u);
     EXPECT_EQ(o.call.args[2], "1");
@@ -192,6 +196,7 @@ TEST(ConfParser, CallErrors)
     EXPECT_NE(ev_err("close(c").find(")"), std::string::npos);
     EXPECT_NE(ev_err("send(c, ) = 1").find("argument"), std::string::npos);
     EXPECT_NE(ev_err("1x = socket").find("name"), std::string::npos);
+    EXPECT_NE(ev_err("recv(c, 1) & 1").find("events"), std::string::npos);
 }
 
 TEST(ConfParser, WholeScript)
