@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -13,6 +14,31 @@ extern "C" {
 }
 
 namespace {
+
+// NS_LINK_TRACE=1 in the environment prints one line per frame (for bug reports).
+bool trace_on()
+{
+    static const bool on = getenv("NS_LINK_TRACE") && *getenv("NS_LINK_TRACE") == '1';
+    return on;
+}
+
+void trace(uint64_t now, int dir, const char *what, const uint8_t *f, uint32_t len)
+{
+    char info[160] = "";
+    if (len >= 14 + 20 && f[12] == 0x08 && f[13] == 0x00 && f[14 + 9] == 6) {
+        uint32_t ihl = (f[14] & 0xf) * 4u, tot = uint32_t(f[16] << 8 | f[17]);
+        const uint8_t *t = f + 14 + ihl;
+        if (14 + ihl + 20 <= len && tot >= ihl + 20) {
+            auto be32 = [](const uint8_t *p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; };
+            uint32_t hl = (t[12] >> 4) * 4u;
+            uint8_t fl = t[13];
+            snprintf(info, sizeof(info), "seq %u ack %u win %u len %u %s%s%s%s%s", be32(t + 4), be32(t + 8),
+                     unsigned(t[14] << 8 | t[15]), tot - ihl - hl, fl & 2 ? "S" : "", fl & 1 ? "F" : "",
+                     fl & 4 ? "R" : "", fl & 16 ? "." : "", fl & 8 ? "P" : "");
+        }
+    }
+    fprintf(stderr, "%12.6f %d->%d %-9s %4u B %s\n", double(now) / 1e9, dir, 1 - dir, what, len, info);
+}
 
 constexpr uint32_t kBufSize = 2048;
 constexpr uint32_t kHeadroom = 128;
@@ -107,6 +133,8 @@ void LossyLink::send(int dir, struct nsbuf *b)
     // Draw every decision for every frame so one knob does not shift the others' streams.
     bool lose = next_unit(d) < p.loss;
     bool dup = next_unit(d) < p.dup;
+    if (trace_on())
+        trace(now, dir, lose ? "LOST" : dup ? "sent+dup" : "sent", b->data, b->len);
     if (lose) {
         d.st.lost++;
         release(b);
@@ -182,6 +210,8 @@ uint16_t LossyLink::rx_burst(struct netdev *dev, struct nsbuf **bufs, uint16_t n
             d.st.corrupted++;
         }
         d.st.delivered++;
+        if (trace_on())
+            trace(l->now, 1 - sd->idx, f.corrupt ? "deliv-bad" : "delivered", dst->data, len);
         bufs[got++] = dst;
     }
     return got;

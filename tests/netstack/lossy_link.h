@@ -2,6 +2,7 @@
 // and the benchmark: per direction a seeded PRNG decides loss, duplication, reordering, delay
 // with jitter, single-word bit corruption and an optional rate/queue limit; LinkPair drives both
 // stacks' ns_poll and jumps the clock to the next event (a delivery or ns_next_timer).
+// NS_LINK_TRACE=1 in the environment prints every frame (time, direction, fate, TCP header).
 #ifndef NS_TEST_LOSSY_LINK_H
 #define NS_TEST_LOSSY_LINK_H
 

@@ -449,6 +449,15 @@ LinkParams impaired(bool jitter_and_corruption)
     return p;
 }
 
+// One impairment at a time, for narrowing a failure down.
+LinkParams only(int which)
+{
+    LinkParams p;
+    p.delay_ns = 100 * kUs;
+    (which == 0 ? p.loss : which == 1 ? p.dup : which == 2 ? p.reorder : p.corrupt) = 0.10;
+    return p;
+}
+
 LinkParams clean()
 {
     LinkParams p;
@@ -531,12 +540,22 @@ INSTANTIATE_TEST_SUITE_P(Clean, TcpTransfer,
                                            Scenario{"Cubic", clean(), NS_CC_CUBIC, 600 * kSecV, 20000000}),
                          scenario_name);
 // 10% loss + 10% duplication + 10% reordering, then also 0.5-1 ms delay with jitter and 10% corruption.
+// The bounds only catch hangs: RTOs (200 ms minimum on a 0.2 ms RTT) dominate virtual time here.
 // Disabled until the TCP bugs these runs found are fixed (see /work/wt/tcp-bugs.md); run them with
 // --gtest_also_run_disabled_tests.
+constexpr uint64_t kImpairedVirtual = 6 * 3600 * kSecV, kImpairedIters = 30000000;
 INSTANTIATE_TEST_SUITE_P(
     DISABLED_Impaired, TcpTransfer,
-    ::testing::Values(Scenario{"LossDupReorderNewReno", impaired(false), NS_CC_NEWRENO, 7200 * kSecV, 40000000},
-                      Scenario{"LossDupReorderCubic", impaired(false), NS_CC_CUBIC, 7200 * kSecV, 40000000},
-                      Scenario{"JitterCorruptNewReno", impaired(true), NS_CC_NEWRENO, 7200 * kSecV, 40000000},
-                      Scenario{"JitterCorruptCubic", impaired(true), NS_CC_CUBIC, 7200 * kSecV, 40000000}),
+    ::testing::Values(Scenario{"LossDupReorderNewReno", impaired(false), NS_CC_NEWRENO, kImpairedVirtual, kImpairedIters},
+                      Scenario{"LossDupReorderCubic", impaired(false), NS_CC_CUBIC, kImpairedVirtual, kImpairedIters},
+                      Scenario{"JitterCorruptNewReno", impaired(true), NS_CC_NEWRENO, kImpairedVirtual, kImpairedIters},
+                      Scenario{"JitterCorruptCubic", impaired(true), NS_CC_CUBIC, kImpairedVirtual, kImpairedIters}),
+    scenario_name);
+// Always disabled: one impairment at a time, to narrow a failure down (NS_LINK_TRACE=1 prints every frame).
+INSTANTIATE_TEST_SUITE_P(
+    DISABLED_Single, TcpTransfer,
+    ::testing::Values(Scenario{"LossOnly", only(0), NS_CC_NEWRENO, kImpairedVirtual, kImpairedIters},
+                      Scenario{"DupOnly", only(1), NS_CC_NEWRENO, kImpairedVirtual, kImpairedIters},
+                      Scenario{"ReorderOnly", only(2), NS_CC_NEWRENO, kImpairedVirtual, kImpairedIters},
+                      Scenario{"CorruptOnly", only(3), NS_CC_NEWRENO, kImpairedVirtual, kImpairedIters}),
     scenario_name);
