@@ -54,6 +54,25 @@
 #define NS_MTU_DEFAULT 1500u           /* used when neither config nor device gives an MTU */
 #endif
 
+/* ---- IPv4 reassembly (ipv4_frag.c). Memory: NS_IP_REASM_BUFS x (NS_IP_REASM_MAX_SIZE + 40)
+ * bytes, allocated once when the first fragment arrives; received fragments are copied in at once,
+ * so no device buffer is ever held by reassembly. */
+#ifndef NS_IP_REASM_MAX_DATAGRAMS
+#define NS_IP_REASM_MAX_DATAGRAMS 8    /* datagrams in reassembly at once; the oldest is evicted for a new one; 0: drop every fragment */
+#endif
+#ifndef NS_IP_REASM_BUFS
+#define NS_IP_REASM_BUFS 12            /* large buffers: datagrams in reassembly plus reassembled ones too big for a device buffer still unread */
+#endif
+#ifndef NS_IP_REASM_MAX_SIZE
+#define NS_IP_REASM_MAX_SIZE 65535u    /* largest datagram (header included) reassembled: 65535 is IPv4's limit; less saves memory */
+#endif
+#ifndef NS_IP_REASM_MAX_RANGES
+#define NS_IP_REASM_MAX_RANGES 64      /* disjoint received pieces tracked per datagram (64 KiB in 576-byte fragments, random order, fits) */
+#endif
+#ifndef NS_IP_REASM_TIMEOUT_MS
+#define NS_IP_REASM_TIMEOUT_MS 30000u  /* from the first fragment; Linux's 30 s (RFC 1122 3.3.2 suggests 60-120 s) */
+#endif
+
 /* ---- ICMP */
 #ifndef NS_ICMP_ERR_RATE_PER_SEC
 #define NS_ICMP_ERR_RATE_PER_SEC 1000u /* ICMP errors we send per second on average (RFC 1812 4.3.2.8) */

@@ -1,8 +1,8 @@
 /*
  * The stack's private state and the functions the protocol files call on each
  * other. Input chain: ns_poll -> ns_eth_input -> ns_arp_input | ns_ipv4_input
- * -> ns_icmp_input | ns_udp_input. Output chain: ns_udp_sendto/ns_ping_send/
- * icmp -> ns_ipv4_output -> ns_arp_output -> ns_eth_output -> txq -> tx_burst.
+ * [-> ns_ipv4_frag_input, when whole] -> ns_ipv4_deliver -> ns_icmp_input | ns_udp_input.
+ * Output chain: ns_udp_sendto/ns_ping_send/icmp -> ns_ipv4_output -> ns_arp_output -> ns_eth_output -> txq -> tx_burst.
  */
 #ifndef NS_INTERNAL_H
 #define NS_INTERNAL_H
@@ -46,6 +46,33 @@ struct ns_udp_sock {
     uint32_t rx_count;
 };
 
+/* One datagram being reassembled (ipv4_frag.c). Its payload is copied into
+ * buf at offset NS_IPV4_MAX_HLEN as fragments arrive; the first fragment's
+ * header goes right in front of it. */
+struct ns_reasm {
+    bool used;
+    bool have_first;             /* the offset-0 fragment arrived: its header is in buf */
+    bool have_last;              /* the MF=0 fragment arrived: total is known */
+    bool l2_mcast;               /* the first fragment came as a link-layer broadcast */
+    uint8_t proto;
+    uint8_t hlen;                /* the first fragment's header length */
+    be16_t id;
+    be32_t src, dst;
+    uint32_t total;              /* payload bytes, once have_last */
+    uint64_t deadline;           /* ns; also the age order for eviction */
+    struct nsbuf *buf;
+    uint32_t nranges;            /* sorted, disjoint, non-adjacent [start, end) payload ranges received */
+    struct { uint32_t start, end; } ranges[NS_IP_REASM_MAX_RANGES];
+};
+
+struct ns_reasm_table {
+    bool pool_ready;             /* pool allocated (at the first fragment) */
+    uint32_t nactive;
+    uint64_t next_deadline;      /* earliest deadline of an active entry, UINT64_MAX if none */
+    struct nsbuf_pool pool;      /* NS_IP_REASM_BUFS large buffers; ns_buf_put returns them here */
+    struct ns_reasm q[NS_IP_REASM_MAX_DATAGRAMS > 0 ? NS_IP_REASM_MAX_DATAGRAMS : 1];
+};
+
 /* What the IP layer learned about a received datagram, for upper layers. */
 struct ns_rxinfo {
     const struct ns_ipv4_hdr *ip; /* in the frame's buffer; valid while the layer holds it */
@@ -86,6 +113,8 @@ struct netstack {
     uint32_t ping_head, ping_count;
 
     struct ns_udp_sock udp[NS_UDP_MAX_SOCKETS];
+
+    struct ns_reasm_table reasm;
 };
 
 /* stack.c */
@@ -115,6 +144,18 @@ void ns_ipv4_input(struct netstack *ns, struct nsbuf *b, bool l2_mcast);
 /* Prepend an IPv4 header to b (data at the L4 header) and send. Always takes b.
  * 0, or -EMSGSIZE / -ENETUNREACH / -EINVAL (dst 0). */
 int ns_ipv4_output(struct netstack *ns, struct nsbuf *b, be32_t dst, uint8_t proto);
+
+/* Hand a whole datagram (data at its IPv4 header, len = total length, header
+ * valid) to ICMP/UDP/TCP. Takes b. */
+void ns_ipv4_deliver(struct netstack *ns, struct nsbuf *b, bool l2_mcast);
+
+/* ipv4_frag.c */
+/* A validated fragment for us (data at its IPv4 header, trimmed). Takes b. */
+void ns_ipv4_frag_input(struct netstack *ns, struct nsbuf *b, bool l2_mcast);
+/* Expire datagrams past their deadline (ICMP time exceeded when the first fragment came). */
+void ns_ipv4_frag_timers(struct netstack *ns);
+/* Free everything; call after every socket released its buffers. */
+void ns_ipv4_frag_fini(struct netstack *ns);
 
 /* icmp.c */
 void ns_icmp_input(struct netstack *ns, struct nsbuf *b, const struct ns_rxinfo *ri);

@@ -1,9 +1,9 @@
 /*
  * IPv4 (RFC 791, RFC 1122 3.2.1): header validation and delivery of received
  * datagrams, header output with DF and next-hop choice. Chains:
- * ns_eth_input -> ns_ipv4_input -> ns_icmp_input | ns_udp_input;
+ * ns_eth_input -> ns_ipv4_input [-> ns_ipv4_frag_input (ipv4_frag.c), once
+ * whole] -> ns_ipv4_deliver -> ns_icmp_input | ns_udp_input;
  * udp/icmp -> ns_ipv4_output -> ns_arp_output.
- * Fragments are dropped and counted; reassembly is not implemented yet.
  */
 #include <errno.h>
 
@@ -57,10 +57,20 @@ void ns_ipv4_input(struct netstack *ns, struct nsbuf *b, bool l2_mcast)
     }
     if (ns_ntoh16(ip->frag_off) & (NS_IPV4_MF | NS_IPV4_OFFMASK)) {
         /* Never deliver a piece as if it were the whole datagram. */
-        ns->st.ip_rx_frag_dropped++;
-        goto drop;
+        ns_ipv4_frag_input(ns, b, l2_mcast);
+        return;
     }
-    struct ns_rxinfo ri = { .ip = ip, .ip_len = tot, .l2_mcast = l2_mcast, .ip_bcast = ip_bcast };
+    ns_ipv4_deliver(ns, b, l2_mcast);
+    return;
+drop:
+    ns_buf_put(ns, b);
+}
+
+void ns_ipv4_deliver(struct netstack *ns, struct nsbuf *b, bool l2_mcast)
+{
+    const struct ns_ipv4_hdr *ip = (const struct ns_ipv4_hdr *)b->data;
+    unsigned hlen = ns_ipv4_hlen(ip);
+    struct ns_rxinfo ri = { .ip = ip, .ip_len = b->len, .l2_mcast = l2_mcast, .ip_bcast = ns_ip_is_bcast(ns, ip->dst) };
     nsbuf_pull(b, hlen);         /* options, if any, are skipped: we act on none */
     switch (ip->proto) {
     case NS_IPPROTO_ICMP:
@@ -71,13 +81,12 @@ void ns_ipv4_input(struct netstack *ns, struct nsbuf *b, bool l2_mcast)
         return;
     case NS_IPPROTO_TCP:
         ns->st.tcp_rx_unsupported++;
-        goto drop;
+        break;
     default:
         ns->st.ip_rx_unknown_proto++;
         ns_icmp_send_error(ns, &ri, NS_ICMP_DEST_UNREACH, NS_ICMP_UNREACH_PROTO);
-        goto drop;
+        break;
     }
-drop:
     ns_buf_put(ns, b);
 }
 

@@ -100,7 +100,18 @@ void ns_buf_free(struct netstack *ns, struct nsbuf *b);
     X(ip_rx_ttl_zero, "dropped: TTL 0")                                                             \
     X(ip_rx_bad_src, "dropped: source multicast, broadcast, class E, loopback or ours")            \
     X(ip_rx_not_for_us, "dropped: destination not ours (we do not forward)")                        \
-    X(ip_rx_frag_dropped, "dropped: a fragment (reassembly not implemented)")                       \
+    X(ip_rx_frag_dropped, "fragments not kept for reassembly (any reason; see ip_reasm_*)")         \
+    X(ip_reasm_frags, "fragments received")                                                         \
+    X(ip_reasm_ok, "datagrams reassembled and delivered")                                           \
+    X(ip_reasm_bad_len, "dropped: fragment empty or (not last) not a multiple of 8 bytes")          \
+    X(ip_reasm_inconsistent, "dropped datagram: fragments disagree on where the datagram ends")     \
+    X(ip_reasm_too_big, "dropped datagram: would exceed 65535 bytes (NS_IP_REASM_MAX_SIZE)")       \
+    X(ip_reasm_dup, "dropped: duplicate fragment (all its bytes already received)")                 \
+    X(ip_reasm_overlap, "dropped datagram: fragments partly overlap (whole datagram discarded)")     \
+    X(ip_reasm_too_fragmented, "dropped datagram: more disjoint pieces than NS_IP_REASM_MAX_RANGES") \
+    X(ip_reasm_timeout, "dropped datagram: incomplete after NS_IP_REASM_TIMEOUT_MS")                \
+    X(ip_reasm_evicted, "dropped datagram: oldest incomplete one evicted for a new one (limits)")   \
+    X(ip_reasm_nomem, "dropped: no reassembly buffer (all held by unread datagrams, or no memory)") \
     X(ip_rx_unknown_proto, "dropped: protocol not handled (protocol unreachable sent)")             \
     X(ip_tx_no_route, "dropped: no route (off-link and no gateway)")                                \
     X(icmp_rx, "ICMP messages received")                                                            \

@@ -60,6 +60,7 @@ int ns_create(const struct ns_config *cfg, struct netdev *dev, uint64_t now_ns, 
     ns->icmp_tokens = NS_ICMP_ERR_BURST;
     ns->icmp_tokens_at = now_ns;
     ns->next_ephemeral = NS_EPHEMERAL_PORT_MIN;
+    ns->reasm.next_deadline = UINT64_MAX;
     int rc = ns_arp_init(ns, cfg);
     if (rc < 0) {
         free(ns);
@@ -78,6 +79,7 @@ void ns_destroy(struct netstack *ns)
     ns->ntx = 0;
     ns_arp_fini(ns);
     ns_udp_fini(ns);
+    ns_ipv4_frag_fini(ns);       /* last: sockets hand its large buffers back first */
     free(ns);
 }
 
@@ -99,7 +101,11 @@ struct nsbuf *ns_alloc_tx(struct netstack *ns)
 
 void ns_buf_put(struct netstack *ns, struct nsbuf *b)
 {
-    if (--b->refcnt == 0)
+    if (--b->refcnt != 0)
+        return;
+    if (b->pool == &ns->reasm.pool)   /* a reassembled datagram too big for a device buffer */
+        nsbuf_pool_put(b);
+    else
         ns->dev->ops->buf_free(ns->dev, b);
 }
 
@@ -157,6 +163,7 @@ int ns_poll(struct netstack *ns, uint64_t now_ns)
     if (ns->now >= ns->next_timer) {
         ns->next_timer = ns->now + NS_TIMER_GRANULARITY_MS * NS_MS;
         ns_arp_timers(ns);
+        ns_ipv4_frag_timers(ns);
     }
     ns_flush(ns);
     return total;

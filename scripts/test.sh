@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The one command that sets up and runs every test: installs dependencies, builds an optimised
-# tree (build/) and a sanitizer tree (build-asan/, ASan+UBSan), runs ctest in both, prints a summary.
-# Usage: scripts/test.sh [--quick]   (--quick skips the sanitizer build)
+# tree (build/) and a sanitizer tree (build-asan/, ASan+UBSan), runs ctest in both, runs the
+# netstack frame fuzzer for a bounded time (build-fuzz/, clang + libFuzzer), prints a summary.
+# Usage: scripts/test.sh [--quick]   (--quick skips the sanitizer trees and the fuzzer)
 set -uo pipefail
 
 usage() {
   echo "usage: $0 [--quick]"
-  echo "  --quick   build and test build/ only (skip the ASan/UBSan tree build-asan/)"
+  echo "  --quick   build and test build/ only (skip build-asan/, build-tsan/ and the fuzzer build-fuzz/)"
 }
 
 quick=0
@@ -88,6 +89,46 @@ if [ "$quick" -eq 0 ]; then
 else
   record "asan" skip "--quick"
   record "tsan" skip "--quick"
+fi
+
+# The netstack frame fuzzer (tests/fuzz, doc/fuzzing.md): libFuzzer with ASan+UBSan for a bounded
+# time over the seed corpus; a crash, leak, sanitizer report or slow input fails the stage.
+fuzz_stage() {
+  local dir=build-fuzz t0=$SECONDS secs=${DEMI_FUZZ_SECONDS:-75}
+  note "fuzz: configure $dir (clang, -DDEMI_FUZZ=ON)"
+  if ! CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDEMI_FUZZ=ON \
+       -DDEMI_SANITIZE=OFF -DDEMI_TSAN=OFF -DDEMI_BUILD_EXAMPLES=OFF; then
+    record "fuzz configure" FAIL "cmake -S . -B $dir failed"
+    return
+  fi
+  note "fuzz: build fuzz_frames"
+  if ! cmake --build "$dir" --target fuzz_frames -j "$jobs"; then
+    record "fuzz build" FAIL "see the compiler output above"
+    return
+  fi
+  # New inputs go to a scratch corpus; the committed seeds are only read.
+  rm -rf "$dir/fuzz-corpus" "$dir/fuzz-artifacts"
+  mkdir -p "$dir/fuzz-corpus" "$dir/fuzz-artifacts"
+  note "fuzz: fuzz_frames for ${secs} s"
+  local log="$dir/fuzz.log"
+  ASAN_OPTIONS="halt_on_error=1:detect_leaks=1" UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+    "$dir/tests/fuzz/fuzz_frames" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    -artifact_prefix="$dir/fuzz-artifacts/" "$dir/fuzz-corpus" tests/fuzz/corpus </dev/null >"$log" 2>&1
+  local rc=$?
+  local runs
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+  if [ "$rc" -eq 0 ]; then
+    record fuzz ok "${runs:-?} inputs in $((SECONDS - t0)) s"
+  else
+    tail -n 60 "$log"
+    record fuzz FAIL "fuzz_frames exited $rc: see $log and $dir/fuzz-artifacts/"
+  fi
+}
+
+if [ "$quick" -eq 0 ]; then
+  fuzz_stage
+else
+  record "fuzz" skip "--quick"
 fi
 
 printf '\n=== summary (%d s)\n' "$((SECONDS - t_start))"

@@ -26,6 +26,10 @@
 #define NS_ICMP_UNREACH_PORT 3
 #define NS_ICMP_UNREACH_FRAG_NEEDED 4
 
+/* Time-exceeded codes. */
+#define NS_ICMP_TIMXCEED_TTL 0       /* TTL reached 0 in transit */
+#define NS_ICMP_TIMXCEED_REASS 1     /* fragment reassembly time exceeded (RFC 792) */
+
 struct ns_icmp_hdr {
     uint8_t type;
     uint8_t code;
