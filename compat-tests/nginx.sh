@@ -23,10 +23,10 @@ for f in "${files[@]}"; do
   want[$f]=$(sha "$www/$f.bin")
 done
 
-user_line=""
+nobody_line=""
 if [ "$(id -u)" -eq 0 ]; then
   # Workers drop to nobody; everything they read is world-readable, everything they write is theirs.
-  user_line="user nobody $(id -gn nobody 2>/dev/null || echo nogroup);"
+  nobody_line="user nobody $(id -gn nobody 2>/dev/null || echo nogroup);"
 fi
 
 # fetch NAME URL_PATH OUT: one curl, fail on an HTTP or transport error.
@@ -46,6 +46,14 @@ check_file() {
 run_variant() {
   local sendfile=$1 variant=sendfile-$1
   local conf=$COMPAT_TMP/nginx-$variant.conf prefix=$COMPAT_TMP/prefix-$variant
+  local user_line=$nobody_line shm_check=0
+  if [ "$COMPAT_LIBOS" = catloop ] && [ "$(id -u)" -eq 0 ] && [ "$sendfile" = on ]; then
+    # catloop joins processes of one user only. Workers that stay root share memory with the preloaded
+    # root clients (through the listener they inherit from the master); workers as nobody (variant off)
+    # send those clients to kernel TCP.
+    user_line="user root $(id -gn root);"
+    [ "$COMPAT_MODE" = both ] && shm_check=1
+  fi
   port=$(free_port tcp) || fail "no free port"
   mkdir -p "$prefix"
   chmod 755 "$prefix"
@@ -153,8 +161,19 @@ EOF
 
   log "$variant: wrk -t1 -c16 -d2s /1k.bin"
   local wlog=$COMPAT_TMP/wrk-$variant.log
-  client 30 wrk -t1 -c16 -d2s --timeout 5s "http://127.0.0.1:$port/1k.bin" >"$wlog" 2>&1 ||
-    fail "wrk failed (exit $?)"
+  client 30 wrk -t1 -c16 -d2s --timeout 5s "http://127.0.0.1:$port/1k.bin" >"$wlog" 2>&1 &
+  local wpid=$!
+  if [ "$shm_check" = 1 ]; then
+    # Mid-run, wrk's 16 connections are open: the workers map catloop connection files (shared memory).
+    sleep 1
+    local w mapped=0
+    for w in $(pgrep -P "$master"); do
+      grep -q 'demi-catloop-c\.' "/proc/$w/maps" 2>/dev/null && mapped=$((mapped + 1))
+    done
+    [ "$mapped" -ge 1 ] || fail "no nginx worker maps a catloop connection: the connections did not use shared memory"
+    log "$variant: $mapped workers serve wrk over catloop shared memory"
+  fi
+  wait "$wpid" || fail "wrk failed (exit $?)"
   local reqs rps
   reqs=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$wlog")
   rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$wlog")

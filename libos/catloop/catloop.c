@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,42 +18,75 @@
 #include <unistd.h>
 
 #include "libos.h"
+#include "log.h"
 
 /*
- * Design. Every TCP socket starts as a catnap (kernel) socket in q->priv: the kernel
- * then arbitrates ports (EADDRINUSE, ephemeral ports, SO_REUSEADDR) for us. A socket
- * becomes catloop's only when it listens (it also publishes a listener file in
- * /dev/shm) or when it connects to an address with such a listener; those sockets get
- * an entry in a table indexed by qd, and every op checks the table first. Anything
- * without an entry (UDP, kernel connections, kernel-accepted sockets) goes to catnap.
+ * Design (doc/catloop.md has the long form). Every TCP socket starts as a catnap
+ * (kernel) socket in q->priv: the kernel arbitrates ports (EADDRINUSE, SO_REUSEADDR,
+ * SO_REUSEPORT, ephemeral ports) for us. A socket becomes catloop's only when it
+ * listens (it then also claims a listener group in the port's file in /dev/shm) or
+ * when it connects to an address with a live group; those sockets get an entry in a
+ * table indexed by qd, and every op checks the table first. Anything without an entry
+ * (UDP, kernel connections, kernel-accepted sockets) goes to catnap.
  *
- * A connection is one shm file holding two SPSC byte rings (client->server and
- * server->client). The client creates it and posts its name into a slot of the
- * listener's file; the listener's poll opens it, unlinks it and marks it accepted.
- * Peer death is found by kill(pid, 0) when a ring stays idle.
+ * Liveness is kernel-kept, never a pid: each holder of a shared object keeps an fd
+ * with an open-file-description (OFD) lock on a byte of the object's file. Such a
+ * lock is shared by every process the fd was inherited by across fork and vanishes
+ * only when the last of them closes it or dies, which is exactly the lifetime of a
+ * kernel socket shared by fork. Byte g of a port file is listener group g; the bytes
+ * after the groups are the request slots (held by a client while it connects);
+ * byte i of a connection file is side i (0 client, 1 server).
+ *
+ * Connection set-up: the client locks a free slot of a live group, writes the name of
+ * a connection file it then creates (two SPSC byte rings), posts the slot and wakes
+ * the group's sleeping acceptors. Whichever process holding the listener has an
+ * accept pending takes the slot (CAS), opens and unlinks the file and marks it
+ * accepted. An acceptor that cannot open it (another user, e.g. nginx workers that
+ * dropped root) answers "use the kernel" and the client connects over kernel TCP.
+ * A slot whose client lock is gone belongs to a dead client: its file is unlinked.
  */
 
-#define CL_MAGIC 0x636c6f6f70763031ull /* "cloopv01" */
-#define CL_SLOTS 128u
+#define CL_MAGIC 0x636c6f6f70763032ull /* "cloopv02" */
+#define CL_GROUPS 8u                   /* live listeners one port can have (SO_REUSEPORT) */
+#define CL_SLOTS 128u                  /* connection requests a listener holds before clients use the kernel */
+#define CL_WAITERS 8u                  /* acceptor processes of one listener a client can wake */
 #define CL_NAME_MAX 64u
 #define CL_RING_CAP (256u * 1024u) /* power of two */
 #define CL_POP_MAX (64u * 1024u)
-#define CL_LIVENESS_NS 2000000ull /* how often an idle connection checks its peer's pid */
+#define CL_LIVENESS_NS 2000000ull /* how often an idle connection checks its peer; a listener its dead slots */
 #define CL_KCHECK_NS 50000ull     /* how often a listener waiting to accept looks at its kernel socket */
 #define CL_KPOLL_EVERY 8u         /* while ring operations wait, catnap is polled this seldom */
-#define CL_FLAG_NS 20000ull       /* ring ops idle this long ask the peer for a wake-up (below the core's spin) */
-#define CL_TICK_NS 1000000ull     /* while a ring operation waits with no wake-up armed, the core's sleep is cut to this */
-#define CL_SLOW_TICK_NS 50000000ull /* when every waiting op has a peer wake-up armed: only to notice a dead peer */
+#define CL_FLAG_NS 20000ull       /* ops idle this long ask the peer for a wake-up (below the core's spin) */
+#define CL_TICK_NS 1000000ull     /* while an op waits with no wake-up armed, the core's sleep is cut to this */
+#define CL_SLOW_TICK_NS 50000000ull /* when every waiting op has a wake-up armed: only to notice a dead peer */
+#define CL_TAKE_MAX_NS 100000000ull /* a process sharing a connection's side holds its rings no longer */
+#define CL_STALE_S 2              /* an unlocked connection file older than this is litter of dead processes */
+
+/* Lock bytes of a port file: one per group, then one per request slot of each group. */
+#define CL_LOCK_SLOT(g, i) ((off_t)CL_GROUPS + (off_t)(g) * CL_SLOTS + (off_t)(i))
+#define CL_LOCK_SPAN CL_LOCK_SLOT(CL_GROUPS, 0)
+
+/* A slot's state word: a generation (so a stale CAS fails) and one of these. */
+enum { SL_FREE = 0, SL_WRITING, SL_POSTED, SL_TAKEN, SL_KERNEL };
+#define SL_ST(v) ((v) & 7u)
+#define SL_GEN(v) ((v) >> 3)
+#define SL_MAKE(gen, st) ((uint32_t)(((gen) << 3) | (st)))
 
 struct cl_slot {
-    _Atomic uint32_t state; /* 0 free, 1 being written, 2 posted */
-    char name[CL_NAME_MAX];
+    _Atomic uint32_t state;
+    _Atomic uint64_t wake; /* the client's wake registration (see wake_reg) */
+    char name[CL_NAME_MAX]; /* its connection file */
 };
 
-struct cl_listen_shm {
-    uint64_t magic;
-    int32_t pid;
+struct cl_group {
+    _Atomic uint32_t posts __attribute__((aligned(64))); /* bumped by every post: acceptors scan on change */
+    _Atomic uint64_t waiter[CL_WAITERS];                 /* acceptors asleep, as wake registrations */
     struct cl_slot slot[CL_SLOTS];
+};
+
+struct cl_port_shm {
+    uint64_t magic;
+    struct cl_group group[CL_GROUPS];
 };
 
 struct cl_ring_ctl {
@@ -60,20 +94,27 @@ struct cl_ring_ctl {
     _Atomic uint64_t tail __attribute__((aligned(64))); /* producer's bytes published */
 };
 
+/* Who uses side i's rings right now (a pid): processes sharing a side by fork take turns. */
+struct cl_user {
+    _Atomic uint32_t pid __attribute__((aligned(64)));
+};
+
 /* The shared connection region: 0 = client side, 1 = server side; ring i is written by side i. */
 struct cl_conn_shm {
     uint64_t magic;
     _Atomic uint32_t accepted; /* 0 pending, 1 accepted, 2 refused */
-    int32_t pid[2];
-    _Atomic uint32_t closed[2]; /* side i will write no more */
+    _Atomic uint32_t closed[2]; /* side i will write no more: 1 shutdown, 2 closed by its last holder */
     struct sockaddr_in addr[2];
-    int32_t wake_fd[2];           /* side i's wake pipe (write end), as an fd number in pid[i] */
-    _Atomic uint32_t want_wake[2]; /* side i may sleep: write a byte to its wake pipe after publishing */
+    _Atomic uint64_t wake[2];      /* side i's wake registration */
+    _Atomic uint32_t want_wake[2]; /* side i may sleep: wake it after publishing */
+    struct cl_user user[2];
     struct cl_ring_ctl ring[2] __attribute__((aligned(64)));
 };
 
 #define CL_CONN_DATA_OFF 4096u
 #define CL_CONN_BYTES (CL_CONN_DATA_OFF + 2u * CL_RING_CAP)
+
+_Static_assert(sizeof(struct cl_conn_shm) <= CL_CONN_DATA_OFF, "connection header overlaps the rings");
 
 enum cl_kind { CL_LISTENER = 1, CL_CONN };
 
@@ -83,42 +124,55 @@ struct cl_sock {
     struct core_queue *q;
     struct cl_sock *next, *prev; /* all catloop sockets, for poll */
     struct core_oplist accepts, connects, pushes, pops;
-    /* listener */
-    struct cl_listen_shm *lsh;
-    char lname[CL_NAME_MAX];
+    /* listener: port file (fd holds the group lock), or a client's while it connects (fd holds the slot lock) */
+    struct cl_port_shm *psh;
+    int pfd;
+    int group;
+    char pname[CL_NAME_MAX];
     struct sockaddr_in laddr;
     int kfd;               /* catnap's listening kernel fd (not ours to close), or -1 */
+    bool kfd_in_ep;        /* kfd is in our epoll set (while accepts wait) */
     uint64_t next_kcheck_ns;
+    uint32_t seen_posts;
+    uint64_t next_sweep_ns;
     /* connection */
     struct cl_conn_shm *csh;
+    int fd; /* the connection file, with the OFD lock on byte side */
     char cname[CL_NAME_MAX];
     int side; /* 0 client, 1 server */
-    bool posted;
+    int slot;
+    uint32_t slot_gen;
     struct sockaddr_in target;
     uint64_t next_check_ns;
     bool dead;
-    int peer_wfd;        /* the peer's wake pipe, opened through /proc on first use, or -1 */
-    uint64_t idle_since; /* ring ops waiting without progress since (0: progressing) */
-    bool flagged;        /* we set want_wake[side] */
+    bool suspect;        /* the peer's lock was gone at the last check */
+    uint64_t take_since; /* side_take failing since */
+    int peer_wfd;        /* the peer's wake pipe, opened through /proc, or -1 */
+    uint64_t peer_wreg;  /* the registration peer_wfd was opened for */
+    /* both: waiting without progress since (0: progressing), and whether a wake-up is armed */
+    uint64_t idle_since;
+    bool flagged;
 };
 
 static struct {
     const struct libos_ops *kn; /* catnap */
     bool fallback;
     uint32_t seq;
+    int32_t pid; /* ours, refreshed in a fork child */
     struct cl_sock **tab;
     size_t ntab;
     struct cl_sock *all;
+    unsigned nflagged; /* sockets with a wake-up armed: the wake pipe is drained at each poll while > 0 */
     /*
-     * Waiting: the core sleeps on wait_fd, our epoll set holding catnap's set and a
-     * timerfd. Ring peers cannot wake a kernel fd, so while any ring operation waits
-     * the timer ticks every CL_TICK_NS (CL_SLOW_TICK_NS once every waiting connection
-     * has asked its peer for a wake-up): a ring completion may come up to one tick late
-     * once the core's spin phase is over, and an idle process with nothing pending on
-     * a ring sleeps with no wake-ups at all.
+     * Waiting: the core sleeps on wait_fd, our epoll set holding catnap's set, a
+     * timerfd, our wake pipe and the kernel fds of listeners with accepts pending.
+     * Ring peers wake us through the pipe once we armed a wake-up (after CL_FLAG_NS
+     * idle); until then, while any ring operation waits, the timer ticks every
+     * CL_TICK_NS (CL_SLOW_TICK_NS once every waiting op has a wake-up armed, only to
+     * notice dead peers); an idle process sleeps with no wake-ups at all.
      */
     int epfd, tfd;
-    int wpipe[2]; /* our wake pipe: ring peers write to it when we asked (want_wake) */
+    int wpipe[2];
     bool armed;
     uint64_t next_tick_ns;
     uint64_t last_busy_ns;
@@ -166,6 +220,10 @@ static struct cl_sock *sock_new(enum cl_kind kind, struct core_queue *q)
     s->q = q;
     s->qd = q->qd;
     s->peer_wfd = -1;
+    s->pfd = -1;
+    s->fd = -1;
+    s->kfd = -1;
+    s->slot = -1;
     if (tab_set(q->qd, s) < 0) {
         free(s);
         return NULL;
@@ -177,8 +235,20 @@ static struct cl_sock *sock_new(enum cl_kind kind, struct core_queue *q)
     return s;
 }
 
+static void set_flag(struct cl_sock *s, bool on)
+{
+    if (s->flagged == on)
+        return;
+    s->flagged = on;
+    if (on)
+        cl.nflagged++;
+    else
+        cl.nflagged--;
+}
+
 static void sock_free(struct cl_sock *s)
 {
+    set_flag(s, false);
     tab_set(s->qd, NULL);
     if (s->prev)
         s->prev->next = s->next;
@@ -196,6 +266,22 @@ static bool pid_alive(int32_t pid)
     return kill(pid, 0) == 0 || errno != ESRCH;
 }
 
+/* Take an OFD lock of type (F_WRLCK/F_UNLCK) on [start, start+len) without waiting; 0 or -errno. */
+static int ofd_lock(int fd, off_t start, off_t len, short type)
+{
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+/* Does an open file description other than fd's hold a lock in [start, start+len)? */
+static bool ofd_held(int fd, off_t start, off_t len)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return true; /* cannot tell: assume alive, never tear down a live peer */
+    return fl.l_type != F_UNLCK;
+}
+
 static void listen_name(char *buf, const struct sockaddr_in *a)
 {
     char ip[INET_ADDRSTRLEN];
@@ -203,7 +289,14 @@ static void listen_name(char *buf, const struct sockaddr_in *a)
     snprintf(buf, CL_NAME_MAX, "/demi-catloop.%s.%u", ip, (unsigned)ntohs(a->sin_port));
 }
 
-/* Map an shm object of exactly size bytes; -errno on failure. */
+/* A connection file name as we make them; anything else read from a slot is refused. */
+static bool conn_name_ok(const char *name)
+{
+    return strncmp(name, "/demi-catloop-c.", 16) == 0 && strchr(name + 1, '/') == NULL &&
+           memchr(name, '\0', CL_NAME_MAX) != NULL;
+}
+
+/* Map an shm object of exactly size bytes owned by us; NULL with -errno in *err. */
 static void *map_fd(int fd, size_t size, int *err)
 {
     struct stat st;
@@ -223,8 +316,88 @@ static void *map_fd(int fd, size_t size, int *err)
     return p;
 }
 
-/* Open a live listener's file for the address, or NULL. */
-static struct cl_listen_shm *find_listener(const struct sockaddr_in *a)
+/* Does the name still lead to the file open as fd (not unlinked and replaced)? */
+static bool same_file(int fd, const char *name)
+{
+    char path[CL_NAME_MAX + 16];
+    snprintf(path, sizeof(path), "/dev/shm%s", name);
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
+/*
+ * Unlink a port file no live listener or connecting client holds. The lock over
+ * every group and slot byte excludes them while we unlink; a listener that opened
+ * the file just before re-checks the name after locking its group (same_file).
+ */
+static void port_unlink_if_dead(int fd, const char *name)
+{
+    if (ofd_lock(fd, 0, CL_LOCK_SPAN, F_WRLCK) < 0)
+        return;
+    if (same_file(fd, name))
+        shm_unlink(name);
+    ofd_lock(fd, 0, CL_LOCK_SPAN, F_UNLCK);
+}
+
+/* Our wake registration: pid and the write end of our wake pipe, for /proc/<pid>/fd/<fd>. */
+static uint64_t my_wake_reg(void)
+{
+    if (cl.wpipe[1] < 0)
+        return 0;
+    return ((uint64_t)(uint32_t)cl.pid << 32) | (uint32_t)cl.wpipe[1];
+}
+
+/* Open the wake pipe a peer registered; -errno (-ESRCH: that process is gone). */
+static int wake_open(uint64_t reg)
+{
+    int32_t pid = (int32_t)(reg >> 32), fd = (int32_t)(uint32_t)reg;
+    if (pid <= 0 || fd < 0)
+        return -EINVAL;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, (int)fd);
+    int w = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (w < 0)
+        return errno == ENOENT ? -ESRCH : -errno;
+    struct stat st;
+    /* The numbers come from shared memory: write only into a pipe, never into some file of ours. */
+    if (fstat(w, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+        close(w);
+        return -EINVAL;
+    }
+    return w;
+}
+
+static void wake_write(int fd)
+{
+    if (write(fd, "w", 1) < 0) {
+        /* EAGAIN: the pipe is full, so already readable */
+    }
+}
+
+/* Wake a process once through its registration (set-up paths; ring paths cache the fd). */
+static int wake_once(uint64_t reg)
+{
+    int w = wake_open(reg);
+    if (w < 0)
+        return w;
+    wake_write(w);
+    close(w);
+    return 0;
+}
+
+static void drain_wake_pipe(void)
+{
+    char buf[256];
+    while (cl.wpipe[0] >= 0 && read(cl.wpipe[0], buf, sizeof(buf)) == (ssize_t)sizeof(buf)) {
+    }
+}
+
+/*
+ * Open the port file for a, with its live groups: pick one (spreading a client's
+ * connections over SO_REUSEPORT listeners). A file without live groups is litter
+ * of dead listeners and is removed on the way. 0, or -ENOENT if no live listener.
+ */
+static int find_listener(const struct sockaddr_in *a, struct cl_port_shm **pp, int *pfd, int *group, char *name_out)
 {
     struct sockaddr_in cand[2] = {*a, *a};
     int n = 1;
@@ -239,15 +412,65 @@ static struct cl_listen_shm *find_listener(const struct sockaddr_in *a)
         if (fd < 0)
             continue;
         int err = 0;
-        struct cl_listen_shm *l = map_fd(fd, sizeof(*l), &err);
-        close(fd);
-        if (l == NULL)
+        struct cl_port_shm *p = map_fd(fd, sizeof(*p), &err);
+        if (p == NULL) {
+            /* Another user's listener is not for us (the kernel connects us); root still clears a dead one away. */
+            if (geteuid() == 0)
+                port_unlink_if_dead(fd, name);
+            close(fd);
             continue;
-        if (l->magic == CL_MAGIC && pid_alive(l->pid))
-            return l;
-        munmap(l, sizeof(*l));
+        }
+        int live[CL_GROUPS], nlive = 0;
+        if (p->magic == CL_MAGIC)
+            for (unsigned g = 0; g < CL_GROUPS; g++)
+                if (ofd_held(fd, g, 1))
+                    live[nlive++] = (int)g;
+        if (nlive > 0) {
+            memcpy(name_out, name, CL_NAME_MAX);
+            *pp = p;
+            *pfd = fd;
+            *group = live[((uint32_t)cl.pid + cl.seq) % (uint32_t)nlive];
+            return 0;
+        }
+        munmap(p, sizeof(*p));
+        port_unlink_if_dead(fd, name);
+        close(fd);
     }
-    return NULL;
+    return -ENOENT;
+}
+
+/*
+ * Remove what dead processes left in /dev/shm: port files no one holds, and
+ * connection files whose both sides are gone (a client killed while connecting
+ * to a listener that then died too).
+ */
+static void sweep_stale(void)
+{
+    DIR *d = opendir("/dev/shm");
+    if (d == NULL)
+        return;
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "demi-catloop", 12) != 0 || strlen(e->d_name) + 2 > CL_NAME_MAX)
+            continue;
+        char name[CL_NAME_MAX];
+        snprintf(name, sizeof(name), "/%s", e->d_name);
+        int fd = shm_open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+        if (fd < 0)
+            continue;
+        struct stat st;
+        /* Only our own files, or anyone's for root (a server that dropped to nobody leaves nobody's files). */
+        if (fstat(fd, &st) == 0 && (st.st_uid == geteuid() || geteuid() == 0)) {
+            bool conn = strncmp(e->d_name, "demi-catloop-c.", 15) == 0;
+            if (conn && (size_t)st.st_size == CL_CONN_BYTES && now - st.st_ctime > CL_STALE_S && !ofd_held(fd, 0, 2))
+                shm_unlink(name);
+            else if (!conn && (size_t)st.st_size == sizeof(struct cl_port_shm))
+                port_unlink_if_dead(fd, name);
+        }
+        close(fd);
+    }
+    closedir(d);
 }
 
 static uint8_t *ring_data(struct cl_conn_shm *c, int i)
@@ -314,10 +537,71 @@ static bool peer_gone(struct cl_sock *s)
     if (now < s->next_check_ns)
         return false;
     s->next_check_ns = now + CL_LIVENESS_NS;
-    int32_t pid = s->csh->pid[1 - s->side];
-    if (!pid_alive(pid))
-        s->dead = true;
-    return s->dead;
+    /* By name: keeping an fd per connection would cost programs that size fd tables by connections (wrk). */
+    int fd = shm_open(s->cname, O_RDONLY | O_CLOEXEC, 0);
+    bool held = fd >= 0 ? ofd_held(fd, 1 - s->side, 1) : errno != ENOENT;
+    if (fd >= 0)
+        close(fd);
+    if (held) {
+        s->suspect = false;
+        return false;
+    }
+    /*
+     * A closing peer drops its lock a moment before it marks the side closed (it must
+     * first learn whether a process sharing the side keeps it): only a lock still gone
+     * a little later, with the side still not closed, is a death.
+     */
+    if (!s->suspect) {
+        s->suspect = true;
+        s->next_check_ns = now + CL_LIVENESS_NS / 16;
+        return false;
+    }
+    s->dead = true;
+    return true;
+}
+
+/* The client's request slot, once answered or abandoned: free it (if still ours) and let go of the port file. */
+static void client_release_slot(struct cl_sock *s, bool free_it)
+{
+    if (s->psh == NULL)
+        return;
+    if (free_it && s->slot >= 0) {
+        struct cl_slot *sl = &s->psh->group[s->group].slot[s->slot];
+        uint32_t v = atomic_load_explicit(&sl->state, memory_order_acquire);
+        if (SL_GEN(v) == s->slot_gen && (SL_ST(v) == SL_POSTED || SL_ST(v) == SL_KERNEL || SL_ST(v) == SL_WRITING))
+            atomic_compare_exchange_strong(&sl->state, &v, SL_MAKE(s->slot_gen + 1, SL_FREE));
+    }
+    munmap(s->psh, sizeof(*s->psh)); /* drops the slot lock (our mapping kept its file description) */
+    s->psh = NULL;
+}
+
+/* Undo a client connection that never came up: its file, its slot, its table entry. */
+static void client_abandon(struct cl_sock *s)
+{
+    client_release_slot(s, true);
+    if (s->csh != NULL) {
+        atomic_store_explicit(&s->csh->closed[0], 2, memory_order_release);
+        munmap(s->csh, CL_CONN_BYTES);
+    }
+    if (s->cname[0] != '\0')
+        shm_unlink(s->cname);
+    sock_free(s);
+}
+
+/* The listener sends us to the kernel (it cannot map our file, or has no room): connect there, as if never ours. */
+static int client_to_kernel(struct cl_sock *s, struct core_op *op)
+{
+    struct core_queue *q = s->q;
+    core_oplist_remove(&s->connects, op);
+    client_abandon(s);
+    if (!cl.fallback) {
+        core_op_fail(op, ECONNREFUSED);
+        return 1;
+    }
+    int ret = cl.kn->connect(q, op);
+    if (ret < 0)
+        core_op_fail(op, -ret);
+    return 1;
 }
 
 static int conn_io(struct cl_sock *s);
@@ -325,37 +609,38 @@ static int conn_io(struct cl_sock *s);
 static int conn_progress(struct cl_sock *s)
 {
     struct cl_conn_shm *c = s->csh;
-    int done = 0;
-
-    if (s->connects.head != NULL) {
-        struct core_op *op = s->connects.head;
-        uint32_t a = atomic_load_explicit(&c->accepted, memory_order_acquire);
-        if (a == 1) {
-            core_oplist_remove(&s->connects, op);
-            core_op_complete_connect(op);
-            done++;
-        } else if (a != 0 || s->lsh == NULL || !pid_alive(s->lsh->pid)) {
-            core_oplist_remove(&s->connects, op);
-            core_op_fail(op, ECONNREFUSED);
-            done++;
-        } else if (!s->posted) {
-            for (uint32_t i = 0; i < CL_SLOTS; i++) {
-                uint32_t zero = 0;
-                if (atomic_compare_exchange_strong(&s->lsh->slot[i].state, &zero, 1)) {
-                    memcpy(s->lsh->slot[i].name, s->cname, CL_NAME_MAX);
-                    atomic_store_explicit(&s->lsh->slot[i].state, 2, memory_order_release);
-                    s->posted = true;
-                    break;
-                }
-            }
-        }
-        if (s->connects.head == NULL && s->lsh != NULL) {
-            munmap(s->lsh, sizeof(*s->lsh));
-            s->lsh = NULL;
-        }
-        return done;
+    if (s->connects.head == NULL)
+        return conn_io(s);
+    struct core_op *op = s->connects.head;
+    uint32_t a = atomic_load_explicit(&c->accepted, memory_order_acquire);
+    if (a == 1) {
+        atomic_store_explicit(&c->want_wake[0], 0, memory_order_relaxed); /* armed only for the answer */
+        client_release_slot(s, false);
+        core_oplist_remove(&s->connects, op);
+        core_op_complete_connect(op);
+        return 1;
     }
-    return conn_io(s);
+    struct cl_slot *sl = &s->psh->group[s->group].slot[s->slot];
+    uint32_t v = atomic_load_explicit(&sl->state, memory_order_acquire);
+    if (a == 0 && SL_GEN(v) == s->slot_gen && SL_ST(v) == SL_KERNEL)
+        return client_to_kernel(s, op);
+    if (a == 0) {
+        uint64_t now = core_now_ns();
+        if (now < s->next_check_ns)
+            return 0;
+        s->next_check_ns = now + CL_LIVENESS_NS;
+        int fd = shm_open(s->pname, O_RDONLY | O_CLOEXEC, 0);
+        bool live = fd >= 0 && ofd_held(fd, s->group, 1);
+        if (fd >= 0)
+            close(fd);
+        if (live)
+            return 0;
+        /* The listener is gone, or its process took the slot and died before answering. */
+    }
+    client_release_slot(s, true);
+    core_oplist_remove(&s->connects, op);
+    core_op_fail(op, ECONNREFUSED);
+    return 1;
 }
 
 /* Wake the peer if it asked; after a publish (tail, head or closed) and a full fence. */
@@ -366,33 +651,49 @@ static void wake_peer(struct cl_sock *s)
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&c->want_wake[peer], memory_order_relaxed) == 0)
         return;
-    if (s->peer_wfd < 0) {
-        int32_t pid = c->pid[peer], fd = c->wake_fd[peer];
-        if (pid <= 0 || fd < 0)
+    uint64_t reg = atomic_load_explicit(&c->wake[peer], memory_order_relaxed);
+    if (reg != s->peer_wreg || s->peer_wfd < 0) {
+        if (s->peer_wfd >= 0)
+            close(s->peer_wfd);
+        s->peer_wfd = wake_open(reg);
+        s->peer_wreg = reg;
+        if (s->peer_wfd < 0)
             return;
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, (int)fd);
-        int w = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-        if (w < 0)
-            return;
-        struct stat st;
-        /* The numbers come from the peer: write only into a pipe, never into some file of ours. */
-        if (fstat(w, &st) < 0 || !S_ISFIFO(st.st_mode)) {
-            close(w);
-            return;
-        }
-        s->peer_wfd = w;
     }
-    if (write(s->peer_wfd, "w", 1) < 0) {
-        /* EAGAIN: the pipe is full, so already readable */
-    }
+    wake_write(s->peer_wfd);
 }
 
-static void drain_wake_pipe(void)
+/*
+ * Take our side's rings for this call: one process at a time when a connection is
+ * shared by fork (each ring has one producer and one consumer). A holder that died
+ * in the middle leaves its pid behind, which we take over; so do we after
+ * CL_TAKE_MAX_NS, as a holder never keeps it longer than one poll (a corrupt
+ * region must not stall us: its indices then fail the operations with EIO).
+ */
+static bool side_take(struct cl_sock *s)
 {
-    char buf[256];
-    while (cl.wpipe[0] >= 0 && read(cl.wpipe[0], buf, sizeof(buf)) == (ssize_t)sizeof(buf)) {
+    _Atomic uint32_t *u = &s->csh->user[s->side].pid;
+    uint32_t cur = 0;
+    if (atomic_compare_exchange_strong_explicit(u, &cur, (uint32_t)cl.pid, memory_order_acquire, memory_order_relaxed)) {
+        s->take_since = 0;
+        return true;
     }
+    uint64_t now = core_now_ns();
+    if (s->take_since == 0)
+        s->take_since = now;
+    if (cur == (uint32_t)cl.pid || !pid_alive((int32_t)cur) || now - s->take_since > CL_TAKE_MAX_NS) {
+        if (atomic_compare_exchange_strong_explicit(u, &cur, (uint32_t)cl.pid, memory_order_acquire,
+                                                    memory_order_relaxed)) {
+            s->take_since = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void side_give(struct cl_sock *s)
+{
+    atomic_store_explicit(&s->csh->user[s->side].pid, 0, memory_order_release);
 }
 
 static int conn_io(struct cl_sock *s)
@@ -401,6 +702,15 @@ static int conn_io(struct cl_sock *s)
     int done = 0, me = s->side, peer = 1 - s->side;
     bool published = false;
 
+    if (!side_take(s))
+        return 0; /* a process we share this side with is at it; retry on the next poll */
+    if (atomic_load_explicit(&c->closed[peer], memory_order_relaxed) > 2) {
+        /* Not a value we write: the region is corrupt. */
+        core_oplist_fail_all(&s->pushes, EIO);
+        core_oplist_fail_all(&s->pops, EIO);
+        side_give(s);
+        return 1;
+    }
 again:
     while (s->pushes.head != NULL) {
         struct core_op *op = s->pushes.head;
@@ -450,6 +760,8 @@ again:
             if (atomic_load_explicit(&c->closed[peer], memory_order_acquire) != 0) {
                 /* Closed after its last write: re-check so no byte published before is lost. */
                 avail = ring_avail(c, peer, &head);
+                if (avail < 0)
+                    continue;
                 eof = avail == 0;
             } else if (peer_gone(s)) {
                 core_oplist_remove(&s->pops, op);
@@ -481,7 +793,7 @@ again:
     if (done > 0 || !waiting) {
         if (s->flagged) {
             atomic_store_explicit(&c->want_wake[me], 0, memory_order_relaxed);
-            s->flagged = false;
+            set_flag(s, false);
         }
         s->idle_since = 0;
     } else if (!s->flagged && cl.wpipe[1] >= 0) {
@@ -490,14 +802,15 @@ again:
             s->idle_since = now;
         } else if (now - s->idle_since >= CL_FLAG_NS) {
             /* Ask for a wake-up, then look once more: what the peer published before it saw the flag is found here. */
-            drain_wake_pipe();
+            atomic_store_explicit(&c->wake[me], my_wake_reg(), memory_order_relaxed);
             atomic_store_explicit(&c->want_wake[me], 1, memory_order_relaxed);
             atomic_thread_fence(memory_order_seq_cst);
-            s->flagged = true;
+            set_flag(s, true);
             published = false;
             goto again;
         }
     }
+    side_give(s);
     return done;
 }
 
@@ -556,60 +869,210 @@ static int kernel_accept_progress(struct cl_sock *s)
     return 1;
 }
 
-/* Take one posted connection request, or return 0 if none. */
+static void slot_free(struct cl_slot *sl, uint32_t gen)
+{
+    atomic_store_explicit(&sl->state, SL_MAKE(gen + 1, SL_FREE), memory_order_release);
+}
+
+/* Send a client waiting in a slot we took to the kernel, and wake it. */
+static void slot_to_kernel(struct cl_slot *sl, uint32_t gen)
+{
+    uint64_t reg = atomic_load_explicit(&sl->wake, memory_order_relaxed);
+    atomic_store_explicit(&sl->state, SL_MAKE(gen, SL_KERNEL), memory_order_release);
+    wake_once(reg);
+}
+
+/* Open and map the connection file a slot names; NULL with the reason in *err. */
+static struct cl_conn_shm *slot_open(const char *name, int *fd_out, int *err)
+{
+    int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = -errno;
+        return NULL;
+    }
+    struct cl_conn_shm *c = map_fd(fd, CL_CONN_BYTES, err);
+    if (c == NULL) {
+        close(fd);
+        return NULL;
+    }
+    *fd_out = fd;
+    return c;
+}
+
+/* We took slot i (state TAKEN, gen): turn it into an accepted connection, or settle it. */
+static int take_slot(struct cl_sock *s, struct cl_group *g, uint32_t i, uint32_t gen)
+{
+    struct cl_slot *sl = &g->slot[i];
+    char name[CL_NAME_MAX];
+    memcpy(name, sl->name, CL_NAME_MAX);
+    name[CL_NAME_MAX - 1] = '\0';
+    if (!conn_name_ok(name)) {
+        slot_free(sl, gen);
+        return 0;
+    }
+    if (!ofd_held(s->pfd, CL_LOCK_SLOT(s->group, i), 1)) {
+        /* The client died after posting: its file is litter. */
+        shm_unlink(name);
+        slot_free(sl, gen);
+        return 0;
+    }
+    int fd = -1, err = 0;
+    struct cl_conn_shm *c = slot_open(name, &fd, &err);
+    if (c == NULL) {
+        if (err == -EACCES || err == -EIO)
+            slot_to_kernel(sl, gen); /* not ours to map (another user): the kernel connects us */
+        else
+            slot_free(sl, gen); /* withdrawn meanwhile */
+        return 0;
+    }
+    if (c->magic != CL_MAGIC || ofd_lock(fd, 1, 1, F_WRLCK) < 0) {
+        munmap(c, CL_CONN_BYTES);
+        close(fd);
+        slot_to_kernel(sl, gen);
+        return 0;
+    }
+    close(fd); /* the mapping keeps our description, and so our lock, alive */
+    fd = -1;
+    struct core_queue *nq;
+    int qd = core_queue_new(CORE_Q_TCP, NULL, &nq);
+    struct cl_sock *ns = qd >= 0 ? sock_new(CL_CONN, nq) : NULL;
+    if (ns == NULL || cl.kn->socket(nq, AF_INET, SOCK_STREAM, 0) < 0) {
+        /* Refuse; the queue (if any) is never seen by the application. */
+        atomic_store_explicit(&c->accepted, 2, memory_order_release);
+        uint64_t reg = atomic_load_explicit(&c->wake[0], memory_order_relaxed);
+        munmap(c, CL_CONN_BYTES);
+        if (ns)
+            sock_free(ns);
+        slot_free(sl, gen);
+        wake_once(reg);
+        return 0;
+    }
+    ns->csh = c;
+    memcpy(ns->cname, name, CL_NAME_MAX);
+    ns->side = 1;
+    c->wake[1] = my_wake_reg();
+    c->addr[1] = s->laddr;
+    if (c->addr[1].sin_addr.s_addr == htonl(INADDR_ANY))
+        c->addr[1].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    atomic_store_explicit(&c->accepted, 1, memory_order_release);
+    slot_free(sl, gen);
+    wake_once(atomic_load_explicit(&c->wake[0], memory_order_relaxed));
+    struct sockaddr_in peer = c->addr[0];
+    peer.sin_family = AF_INET;
+    struct core_op *op = s->accepts.head;
+    core_oplist_remove(&s->accepts, op);
+    core_op_complete_accept(op, qd, &peer);
+    return 1;
+}
+
+/*
+ * Take posted connection requests while accepts wait. The group's post counter
+ * says when there is something new; every CL_LIVENESS_NS we also look for slots
+ * left by clients that died while writing or before reading our answer.
+ */
 static int listener_progress(struct cl_sock *s)
 {
+    struct cl_group *g = &s->psh->group[s->group];
+    uint32_t posts = atomic_load_explicit(&g->posts, memory_order_acquire);
+    uint64_t now = core_now_ns();
+    bool sweep = now >= s->next_sweep_ns;
+    if (posts == s->seen_posts && !sweep)
+        return 0;
+    if (sweep)
+        s->next_sweep_ns = now + CL_LIVENESS_NS;
     int done = 0;
-    for (uint32_t i = 0; i < CL_SLOTS && s->accepts.head != NULL; i++) {
-        struct cl_slot *sl = &s->lsh->slot[i];
-        if (atomic_load_explicit(&sl->state, memory_order_acquire) != 2)
-            continue;
-        char name[CL_NAME_MAX];
-        memcpy(name, sl->name, CL_NAME_MAX);
-        atomic_store_explicit(&sl->state, 0, memory_order_release);
-        name[CL_NAME_MAX - 1] = '\0';
-        if (name[0] != '/' || strchr(name + 1, '/') != NULL)
-            continue;
-        int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
-        if (fd < 0)
-            continue;
-        int err = 0;
-        struct cl_conn_shm *c = map_fd(fd, CL_CONN_BYTES, &err);
-        close(fd);
-        if (c == NULL)
-            continue;
-        shm_unlink(name);
-        if (c->magic != CL_MAGIC) {
-            munmap(c, CL_CONN_BYTES);
-            continue;
+    uint32_t i;
+    for (i = 0; i < CL_SLOTS && s->accepts.head != NULL; i++) {
+        struct cl_slot *sl = &g->slot[i];
+        uint32_t v = atomic_load_explicit(&sl->state, memory_order_acquire);
+        uint32_t st = SL_ST(v), gen = SL_GEN(v);
+        if (st == SL_POSTED) {
+            if (atomic_compare_exchange_strong(&sl->state, &v, SL_MAKE(gen, SL_TAKEN)))
+                done += take_slot(s, g, i, gen);
+        } else if (sweep && (st == SL_WRITING || st == SL_KERNEL) && !ofd_held(s->pfd, CL_LOCK_SLOT(s->group, i), 1)) {
+            char name[CL_NAME_MAX];
+            memcpy(name, sl->name, CL_NAME_MAX);
+            name[CL_NAME_MAX - 1] = '\0';
+            if (atomic_compare_exchange_strong(&sl->state, &v, SL_MAKE(gen + 1, SL_FREE)) && conn_name_ok(name))
+                shm_unlink(name);
         }
-        struct core_queue *nq;
-        int qd = core_queue_new(CORE_Q_TCP, NULL, &nq);
-        struct cl_sock *ns = qd >= 0 ? sock_new(CL_CONN, nq) : NULL;
-        if (ns == NULL || cl.kn->socket(nq, AF_INET, SOCK_STREAM, 0) < 0) {
-            /* Refuse; the queue (if any) stays for the application to never see: close it in the core's eyes. */
-            atomic_store_explicit(&c->accepted, 2, memory_order_release);
-            munmap(c, CL_CONN_BYTES);
-            if (ns)
-                sock_free(ns);
-            continue;
-        }
-        ns->csh = c;
-        ns->side = 1;
-        c->pid[1] = getpid();
-        c->wake_fd[1] = cl.wpipe[1];
-        c->addr[1] = s->laddr;
-        if (c->addr[1].sin_addr.s_addr == htonl(INADDR_ANY))
-            c->addr[1].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        atomic_store_explicit(&c->accepted, 1, memory_order_release);
-        struct sockaddr_in peer = c->addr[0];
-        peer.sin_family = AF_INET;
-        struct core_op *op = s->accepts.head;
-        core_oplist_remove(&s->accepts, op);
-        core_op_complete_accept(op, qd, &peer);
-        done++;
     }
+    if (i == CL_SLOTS)
+        s->seen_posts = posts;
     return done;
+}
+
+/* Add or remove our acceptor registration in the group (clients wake the registered ones). */
+static void acceptor_register(struct cl_sock *s, bool on)
+{
+    struct cl_group *g = &s->psh->group[s->group];
+    uint64_t me = my_wake_reg();
+    if (me == 0)
+        return;
+    int freeslot = -1;
+    for (unsigned w = 0; w < CL_WAITERS; w++) {
+        uint64_t v = atomic_load_explicit(&g->waiter[w], memory_order_relaxed);
+        if (v == me) {
+            if (!on)
+                atomic_compare_exchange_strong(&g->waiter[w], &v, 0);
+            return;
+        }
+        if (v == 0 && freeslot < 0)
+            freeslot = (int)w;
+    }
+    if (!on)
+        return;
+    if (freeslot < 0) {
+        /* Full of registrations: drop one whose process is gone, else stay unregistered (ticks find us). */
+        for (unsigned w = 0; w < CL_WAITERS && freeslot < 0; w++) {
+            uint64_t v = atomic_load_explicit(&g->waiter[w], memory_order_relaxed);
+            if (!pid_alive((int32_t)(v >> 32)) && atomic_compare_exchange_strong(&g->waiter[w], &v, 0))
+                freeslot = (int)w;
+        }
+    }
+    if (freeslot >= 0) {
+        uint64_t zero = 0;
+        atomic_compare_exchange_strong(&g->waiter[freeslot], &zero, me);
+    }
+}
+
+/* A client posted: wake every acceptor that sleeps on this group. */
+static void wake_acceptors(struct cl_group *g)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    for (unsigned w = 0; w < CL_WAITERS; w++) {
+        uint64_t v = atomic_load_explicit(&g->waiter[w], memory_order_relaxed);
+        if (v != 0 && wake_once(v) == -ESRCH)
+            atomic_compare_exchange_strong(&g->waiter[w], &v, 0);
+    }
+}
+
+/* After a poll of listener s: arm a wake-up once its accepts waited CL_FLAG_NS in vain, drop it on progress. */
+static int listener_idle(struct cl_sock *s, int done)
+{
+    if (done > 0 || s->accepts.head == NULL) {
+        if (s->flagged) {
+            acceptor_register(s, false);
+            set_flag(s, false);
+        }
+        s->idle_since = 0;
+        return 0;
+    }
+    if (s->flagged || cl.wpipe[1] < 0)
+        return 0;
+    uint64_t now = core_now_ns();
+    if (s->idle_since == 0) {
+        s->idle_since = now;
+        return 0;
+    }
+    if (now - s->idle_since < CL_FLAG_NS)
+        return 0;
+    acceptor_register(s, true);
+    atomic_thread_fence(memory_order_seq_cst);
+    set_flag(s, true);
+    /* Look once more: a request posted before the client could see us registered is found here. */
+    s->seen_posts--;
+    return listener_progress(s);
 }
 
 /* ---- ops ------------------------------------------------------------------------- */
@@ -716,6 +1179,7 @@ static int cl_init(const struct core_config *cfg)
         return -ENODEV;
     const char *fb = getenv("DEMI_CATLOOP_FALLBACK");
     cl.fallback = !(fb != NULL && strcmp(fb, "0") == 0);
+    cl.pid = getpid();
     int ret = cl.kn->init(cfg);
     if (ret < 0)
         return ret;
@@ -725,6 +1189,20 @@ static int cl_init(const struct core_config *cfg)
 static void cl_fini(void)
 {
     wait_teardown();
+    /* Normally every queue is closed by now; a test reset may tear down with some open. */
+    while (cl.all != NULL) {
+        struct cl_sock *s = cl.all;
+        if (s->psh != NULL)
+            munmap(s->psh, sizeof(*s->psh));
+        if (s->csh != NULL)
+            munmap(s->csh, CL_CONN_BYTES);
+        if (s->pfd >= 0)
+            close(s->pfd);
+        if (s->peer_wfd >= 0)
+            close(s->peer_wfd);
+        sock_free(s);
+    }
+    cl.nflagged = 0;
     free(cl.tab);
     cl.tab = NULL;
     cl.ntab = 0;
@@ -742,13 +1220,71 @@ static int cl_bind(struct core_queue *q, const struct sockaddr_in *addr)
     return cl.kn->bind(q, addr);
 }
 
+/*
+ * Claim a free group of the port file (the kernel already allowed this listen, so a
+ * live group of someone else means SO_REUSEPORT). 0 with s->psh/pfd/group set, or
+ * -errno: then the socket listens on the kernel only.
+ */
+static int port_claim(struct cl_sock *s)
+{
+    for (int tries = 0; tries < 4; tries++) {
+        int fd = shm_open(s->pname, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0 || st.st_uid != geteuid() ||
+            (st.st_size != 0 && (size_t)st.st_size != sizeof(struct cl_port_shm)) ||
+            (st.st_size == 0 && ftruncate(fd, sizeof(struct cl_port_shm)) < 0)) {
+            close(fd);
+            return -EIO;
+        }
+        int err = 0;
+        struct cl_port_shm *p = map_fd(fd, sizeof(*p), &err);
+        if (p == NULL) {
+            close(fd);
+            return err;
+        }
+        int group = -1;
+        for (unsigned g = 0; g < CL_GROUPS && group < 0; g++)
+            if (ofd_lock(fd, g, 1, F_WRLCK) == 0)
+                group = (int)g;
+        if (group < 0) {
+            munmap(p, sizeof(*p));
+            close(fd);
+            return -EADDRINUSE;
+        }
+        if (!same_file(fd, s->pname)) {
+            /* Unlinked as dead between our open and our lock: start over on a new file. */
+            munmap(p, sizeof(*p));
+            close(fd);
+            continue;
+        }
+        struct cl_group *g = &p->group[group];
+        /* The group's last holder died: its registrations are stale, and a slot it took but never answered is re-posted. */
+        for (unsigned w = 0; w < CL_WAITERS; w++)
+            atomic_store_explicit(&g->waiter[w], 0, memory_order_relaxed);
+        for (unsigned i = 0; i < CL_SLOTS; i++) {
+            uint32_t v = atomic_load_explicit(&g->slot[i].state, memory_order_relaxed);
+            if (SL_ST(v) == SL_TAKEN)
+                atomic_compare_exchange_strong(&g->slot[i].state, &v, SL_MAKE(SL_GEN(v), SL_POSTED));
+        }
+        p->magic = CL_MAGIC;
+        s->psh = p;
+        s->pfd = fd;
+        s->group = group;
+        s->seen_posts = atomic_load_explicit(&g->posts, memory_order_relaxed) - 1; /* scan once */
+        return 0;
+    }
+    return -EBUSY;
+}
+
 static int cl_listen(struct core_queue *q, int backlog)
 {
     if (q->kind != CORE_Q_TCP)
         return cl.kn->listen(q, backlog);
     int ret = cl.kn->listen(q, backlog);
-    if (ret < 0)
-        return ret;
+    if (ret < 0 || lookup(q) != NULL)
+        return ret; /* a second listen() only changes the kernel backlog */
     struct sockaddr_in a;
     ret = cl.kn->getsockname(q, &a);
     if (ret < 0)
@@ -757,49 +1293,18 @@ static int cl_listen(struct core_queue *q, int backlog)
     if (s == NULL)
         return -ENOMEM;
     s->laddr = a;
-    listen_name(s->lname, &a);
-    for (int tries = 0; tries < 3; tries++) {
-        int fd = shm_open(s->lname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            if (ftruncate(fd, sizeof(*s->lsh)) < 0) {
-                ret = -errno;
-                close(fd);
-                shm_unlink(s->lname);
-                break;
-            }
-            s->lsh = map_fd(fd, sizeof(*s->lsh), &ret);
-            close(fd);
-            if (s->lsh == NULL) {
-                shm_unlink(s->lname);
-                break;
-            }
-            s->lsh->pid = getpid();
-            s->lsh->magic = CL_MAGIC;
-            s->kfd = find_kernel_listener(&a);
-            return 0;
-        }
-        if (errno != EEXIST) {
-            ret = -errno;
-            break;
-        }
-        /* A file is there: a live listener owns the port, or a dead one left it. */
-        fd = shm_open(s->lname, O_RDONLY | O_CLOEXEC, 0);
-        int32_t pid = 0;
-        if (fd >= 0) {
-            struct cl_listen_shm hdr;
-            if (pread(fd, &hdr, offsetof(struct cl_listen_shm, slot), 0) == (ssize_t)offsetof(struct cl_listen_shm, slot))
-                pid = hdr.pid;
-            close(fd);
-        }
-        if (pid > 0 && pid != getpid() && pid_alive(pid)) {
-            ret = -EADDRINUSE;
-            break;
-        }
-        shm_unlink(s->lname);
-        ret = -EADDRINUSE;
+    listen_name(s->pname, &a);
+    sweep_stale();
+    ret = port_claim(s);
+    if (ret < 0) {
+        /* Still a listener: kernel clients and catloop clients (over the kernel) reach it. */
+        LOG_WARN("catloop: %s: no shared-memory listener (%s); connections go over kernel TCP", s->pname + 1,
+                 strerror(-ret));
+        sock_free(s);
+        return 0;
     }
-    sock_free(s);
-    return ret;
+    s->kfd = find_kernel_listener(&a);
+    return 0;
 }
 
 static int cl_accept(struct core_queue *q, struct core_op *op)
@@ -812,12 +1317,63 @@ static int cl_accept(struct core_queue *q, struct core_op *op)
     return 0;
 }
 
+/* Claim a free request slot of the group: its lock byte first, so a slot in use always has a live lock. */
+static int slot_claim(struct cl_sock *s)
+{
+    struct cl_group *g = &s->psh->group[s->group];
+    uint32_t start = ((uint32_t)cl.pid * 31u + cl.seq) % CL_SLOTS;
+    for (uint32_t k = 0; k < CL_SLOTS; k++) {
+        uint32_t i = (start + k) % CL_SLOTS;
+        uint32_t v = atomic_load_explicit(&g->slot[i].state, memory_order_relaxed);
+        if (SL_ST(v) != SL_FREE || ofd_lock(s->pfd, CL_LOCK_SLOT(s->group, i), 1, F_WRLCK) < 0)
+            continue;
+        v = atomic_load_explicit(&g->slot[i].state, memory_order_acquire);
+        if (SL_ST(v) == SL_FREE &&
+            atomic_compare_exchange_strong(&g->slot[i].state, &v, SL_MAKE(SL_GEN(v), SL_WRITING))) {
+            s->slot = (int)i;
+            s->slot_gen = SL_GEN(v);
+            return 0;
+        }
+        ofd_lock(s->pfd, CL_LOCK_SLOT(s->group, i), 1, F_UNLCK);
+    }
+    return -EAGAIN;
+}
+
+/* Create our connection file (named in the slot before it exists, so a death in between leaves no orphan). */
+static int conn_create(struct cl_sock *s, const struct sockaddr_in *me, const struct sockaddr_in *to)
+{
+    int fd = shm_open(s->cname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int ret = 0;
+    if (ofd_lock(fd, 0, 1, F_WRLCK) < 0 || ftruncate(fd, CL_CONN_BYTES) < 0)
+        ret = -errno;
+    if (ret == 0 && (s->csh = map_fd(fd, CL_CONN_BYTES, &ret)) == NULL && ret == 0)
+        ret = -EIO;
+    if (ret < 0) {
+        close(fd);
+        shm_unlink(s->cname);
+        s->cname[0] = '\0';
+        return ret;
+    }
+    close(fd); /* the mapping keeps the lock */
+    struct cl_conn_shm *c = s->csh;
+    c->magic = CL_MAGIC;
+    c->wake[0] = my_wake_reg();
+    c->want_wake[0] = 1; /* the acceptor wakes us when it answers */
+    c->addr[0] = *me;
+    c->addr[1] = *to;
+    return 0;
+}
+
 static int cl_connect(struct core_queue *q, struct core_op *op)
 {
     if (q->kind != CORE_Q_TCP || lookup(q) != NULL)
         return cl.kn->connect(q, op);
-    struct cl_listen_shm *l = find_listener(&op->addr);
-    if (l == NULL) {
+    struct cl_port_shm *p;
+    int pfd, group;
+    char pname[CL_NAME_MAX];
+    if (find_listener(&op->addr, &p, &pfd, &group, pname) < 0) {
         if (cl.fallback)
             return cl.kn->connect(q, op);
         core_op_fail(op, ECONNREFUSED);
@@ -832,49 +1388,48 @@ static int cl_connect(struct core_queue *q, struct core_op *op)
         if (ret == 0)
             ret = cl.kn->getsockname(q, &me);
     }
-    if (ret < 0) {
-        munmap(l, sizeof(*l));
-        return ret;
+    struct cl_sock *s = ret < 0 ? NULL : sock_new(CL_CONN, q);
+    if (s == NULL) {
+        munmap(p, sizeof(*p));
+        close(pfd);
+        return ret < 0 ? ret : -ENOMEM;
     }
     if (me.sin_addr.s_addr == htonl(INADDR_ANY))
         me.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-
-    struct cl_sock *s = sock_new(CL_CONN, q);
-    if (s == NULL) {
-        munmap(l, sizeof(*l));
-        return -ENOMEM;
-    }
-    snprintf(s->cname, CL_NAME_MAX, "/demi-catloop-c.%d.%u", (int)getpid(), cl.seq++);
-    int fd = shm_open(s->cname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || ftruncate(fd, CL_CONN_BYTES) < 0) {
-        ret = -errno;
-        if (fd >= 0) {
-            close(fd);
-            shm_unlink(s->cname);
-        }
-        munmap(l, sizeof(*l));
-        sock_free(s);
-        return ret;
-    }
-    s->csh = map_fd(fd, CL_CONN_BYTES, &ret);
-    close(fd);
-    if (s->csh == NULL) {
-        shm_unlink(s->cname);
-        munmap(l, sizeof(*l));
-        sock_free(s);
-        return ret;
-    }
-    s->csh->magic = CL_MAGIC;
-    s->csh->pid[0] = getpid();
-    s->csh->wake_fd[0] = cl.wpipe[1];
-    s->csh->wake_fd[1] = -1;
-    s->csh->addr[0] = me;
-    s->csh->addr[1] = op->addr;
+    s->psh = p;
+    s->pfd = pfd;
+    memcpy(s->pname, pname, CL_NAME_MAX);
+    s->group = group;
     s->side = 0;
-    s->lsh = l;
     s->target = op->addr;
     core_oplist_push(&s->connects, op);
-    conn_progress(s);
+    int claimed = slot_claim(s);
+    close(s->pfd); /* our mapping keeps the slot lock */
+    s->pfd = -1;
+    if (claimed < 0) {
+        /* The listener's request slots are full: its kernel backlog takes us instead. */
+        client_to_kernel(s, op);
+        return 0;
+    }
+    struct cl_group *g = &p->group[group];
+    struct cl_slot *sl = &g->slot[s->slot];
+    atomic_store_explicit(&sl->wake, my_wake_reg(), memory_order_relaxed);
+    ret = -EEXIST;
+    for (int tries = 0; tries < 4 && ret == -EEXIST; tries++) {
+        /* A file of that name is left by an earlier process with our pid: take the next. */
+        snprintf(s->cname, CL_NAME_MAX, "/demi-catloop-c.%d.%u", (int)cl.pid, cl.seq++);
+        memcpy(sl->name, s->cname, CL_NAME_MAX);
+        ret = conn_create(s, &me, &op->addr);
+    }
+    if (ret < 0) {
+        core_oplist_remove(&s->connects, op);
+        client_abandon(s);
+        return ret;
+    }
+    atomic_store_explicit(&sl->state, SL_MAKE(s->slot_gen, SL_POSTED), memory_order_release);
+    atomic_fetch_add_explicit(&g->posts, 1, memory_order_release);
+    wake_acceptors(g);
+    s->next_check_ns = core_now_ns() + CL_LIVENESS_NS;
     return 0;
 }
 
@@ -902,45 +1457,142 @@ static int cl_pop(struct core_queue *q, struct core_op *op)
     return 0;
 }
 
+/* The last holder of a listener withdraws it: requests still posted are refused. */
+static void listener_withdraw(struct cl_sock *s)
+{
+    struct cl_group *g = &s->psh->group[s->group];
+    for (uint32_t i = 0; i < CL_SLOTS; i++) {
+        struct cl_slot *sl = &g->slot[i];
+        uint32_t v = atomic_load_explicit(&sl->state, memory_order_acquire);
+        if (SL_ST(v) != SL_POSTED || !atomic_compare_exchange_strong(&sl->state, &v, SL_MAKE(SL_GEN(v), SL_TAKEN)))
+            continue;
+        char name[CL_NAME_MAX];
+        memcpy(name, sl->name, CL_NAME_MAX);
+        name[CL_NAME_MAX - 1] = '\0';
+        int fd = -1, err = 0;
+        struct cl_conn_shm *c = conn_name_ok(name) ? slot_open(name, &fd, &err) : NULL;
+        if (c != NULL) {
+            atomic_store_explicit(&c->accepted, 2, memory_order_release);
+            uint64_t reg = atomic_load_explicit(&c->wake[0], memory_order_relaxed);
+            munmap(c, CL_CONN_BYTES);
+            close(fd);
+            shm_unlink(name);
+            slot_free(sl, SL_GEN(v));
+            wake_once(reg);
+        } else {
+            slot_to_kernel(sl, SL_GEN(v));
+        }
+    }
+}
+
+/*
+ * Reopen fd's file through /proc (a new open file description), so that once our
+ * fd and mapping are gone (each keeps our description, and so its lock, alive) we
+ * can still see whether a process sharing it by fork holds the lock. -1 if /proc
+ * cannot give it (not mounted, or we dropped the rights since, as nginx workers do).
+ */
+static int reopen_self(int fd)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    return open(path, O_RDWR | O_CLOEXEC);
+}
+
+static ssize_t shm_rw(int fd, bool wr, void *buf, size_t n, size_t off)
+{
+    return wr ? pwrite(fd, buf, n, (off_t)off) : pread(fd, buf, n, (off_t)off);
+}
+
+/*
+ * Our mapping is gone and no process shares our side any more: mark it closed and
+ * wake the peer, through a descriptor. The second side to close removes the file.
+ */
+static void conn_close_via(int fd, struct cl_sock *s)
+{
+    uint32_t two = 2, want = 0, peer_closed = 0;
+    uint64_t reg = 0;
+    int peer = 1 - s->side;
+    if (shm_rw(fd, true, &two, sizeof(two), offsetof(struct cl_conn_shm, closed) + sizeof(uint32_t) * (size_t)s->side) !=
+        (ssize_t)sizeof(two))
+        return;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (shm_rw(fd, false, &peer_closed, sizeof(peer_closed), offsetof(struct cl_conn_shm, closed) + sizeof(uint32_t) * (size_t)peer) ==
+            (ssize_t)sizeof(peer_closed) &&
+        (peer_closed == 2 || !ofd_held(fd, peer, 1))) {
+        shm_unlink(s->cname);
+        return;
+    }
+    if (shm_rw(fd, false, &want, sizeof(want), offsetof(struct cl_conn_shm, want_wake) + sizeof(uint32_t) * (size_t)peer) ==
+            (ssize_t)sizeof(want) &&
+        want != 0 &&
+        shm_rw(fd, false, &reg, sizeof(reg), offsetof(struct cl_conn_shm, wake) + sizeof(uint64_t) * (size_t)peer) ==
+            (ssize_t)sizeof(reg))
+        wake_once(reg);
+}
+
+static void conn_release(struct cl_sock *s)
+{
+    bool connecting = s->psh != NULL;
+    if (connecting)
+        client_release_slot(s, true);
+    if (s->csh != NULL) {
+        /* The side stays open while a process we forked (or that forked us) still holds it. */
+        int fd = s->cname[0] != '\0' ? shm_open(s->cname, O_RDWR | O_CLOEXEC, 0) : -1;
+        if (fd < 0) {
+            /* Refused or withdrawn already (the name is gone), or no descriptor to spare: close through the mapping. */
+            atomic_store_explicit(&s->csh->closed[s->side], 2, memory_order_release);
+            wake_peer(s);
+        }
+        munmap(s->csh, CL_CONN_BYTES);
+        s->csh = NULL;
+        if (fd >= 0) {
+            if (connecting)
+                shm_unlink(s->cname); /* never accepted: the acceptor, if any, finds it closed or gone */
+            if (!ofd_held(fd, s->side, 1))
+                conn_close_via(fd, s);
+            close(fd);
+        }
+    }
+    if (s->peer_wfd >= 0)
+        close(s->peer_wfd);
+}
+
+static void listener_release(struct cl_sock *s)
+{
+    if (s->flagged)
+        acceptor_register(s, false);
+    if (s->kfd_in_ep && cl.epfd >= 0)
+        epoll_ctl(cl.epfd, EPOLL_CTL_DEL, s->kfd, NULL);
+    int probe = reopen_self(s->pfd);
+    munmap(s->psh, sizeof(*s->psh));
+    s->psh = NULL;
+    close(s->pfd);
+    s->pfd = -1;
+    if (probe < 0)
+        return; /* cannot tell whether others keep it: they, or the next visitor, clean up */
+    if (!ofd_held(probe, s->group, 1)) {
+        /* We were its last holder: refuse what is still posted, then remove the file if no other group lives. */
+        int err = 0;
+        s->psh = map_fd(probe, sizeof(*s->psh), &err);
+        if (s->psh != NULL) {
+            listener_withdraw(s);
+            munmap(s->psh, sizeof(*s->psh));
+            s->psh = NULL;
+        }
+        port_unlink_if_dead(probe, s->pname);
+    }
+    close(probe);
+}
+
 static int cl_close(struct core_queue *q)
 {
     struct cl_sock *s = lookup(q);
     if (s != NULL) {
         fail_all(s, ECANCELED);
-        if (s->kind == CL_LISTENER) {
-            /* Refuse what was posted and not taken, then withdraw the address. */
-            for (uint32_t i = 0; i < CL_SLOTS; i++) {
-                struct cl_slot *sl = &s->lsh->slot[i];
-                if (atomic_load_explicit(&sl->state, memory_order_acquire) != 2)
-                    continue;
-                char name[CL_NAME_MAX];
-                memcpy(name, sl->name, CL_NAME_MAX);
-                name[CL_NAME_MAX - 1] = '\0';
-                int fd = name[0] == '/' && strchr(name + 1, '/') == NULL ? shm_open(name, O_RDWR | O_CLOEXEC, 0) : -1;
-                if (fd >= 0) {
-                    int err;
-                    struct cl_conn_shm *c = map_fd(fd, CL_CONN_BYTES, &err);
-                    close(fd);
-                    if (c != NULL) {
-                        atomic_store_explicit(&c->accepted, 2, memory_order_release);
-                        munmap(c, CL_CONN_BYTES);
-                    }
-                }
-            }
-            shm_unlink(s->lname);
-            munmap(s->lsh, sizeof(*s->lsh));
-        } else {
-            /* 2 = fully closed (a push to us fails), 1 = only our write side (shutdown). */
-            atomic_store_explicit(&s->csh->closed[s->side], 2, memory_order_release);
-            wake_peer(s);
-            if (s->peer_wfd >= 0)
-                close(s->peer_wfd);
-            if (s->side == 0)
-                shm_unlink(s->cname);
-            munmap(s->csh, CL_CONN_BYTES);
-            if (s->lsh)
-                munmap(s->lsh, sizeof(*s->lsh));
-        }
+        if (s->kind == CL_LISTENER)
+            listener_release(s);
+        else
+            conn_release(s);
         sock_free(s);
     }
     return q->priv != NULL ? cl.kn->close(q) : 0;
@@ -951,7 +1603,7 @@ static int cl_shutdown(struct core_queue *q, int how)
     struct cl_sock *s = lookup(q);
     if (s == NULL)
         return cl.kn->shutdown(q, how);
-    if (s->kind != CL_CONN)
+    if (s->kind != CL_CONN || s->connects.head != NULL)
         return -ENOTCONN;
     if (how == SHUT_WR || how == SHUT_RDWR) {
         uint32_t zero = 0;
@@ -993,6 +1645,17 @@ static int cl_getsockname(struct core_queue *q, struct sockaddr_in *addr)
     return 0;
 }
 
+/* While accepts wait, the kernel listening socket is in our epoll set: a kernel client wakes us. */
+static void listener_watch_kernel(struct cl_sock *s)
+{
+    bool want = s->accepts.head != NULL && s->kfd >= 0 && cl.epfd >= 0;
+    if (want == s->kfd_in_ep)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN};
+    if (epoll_ctl(cl.epfd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, s->kfd, &ev) == 0 || !want)
+        s->kfd_in_ep = want;
+}
+
 static int cl_poll(void)
 {
     /*
@@ -1003,23 +1666,42 @@ static int cl_poll(void)
     int done = 0;
     if (!cl.ring_busy || (++cl.npolls % CL_KPOLL_EVERY) == 0)
         done += cl.kn->poll();
+    /* Wake-ups that arrive from here on leave the pipe readable, so the next sleep is short. */
+    if (cl.nflagged > 0)
+        drain_wake_pipe();
     bool busy = false, urgent = false;
+    uint64_t me = my_wake_reg();
     struct cl_sock *s = cl.all;
     while (s != NULL) {
         struct cl_sock *next = s->next;
         if (s->kind == CL_LISTENER) {
             if (s->accepts.head != NULL) {
-                done += listener_progress(s);
+                int d = listener_progress(s);
                 if (s->accepts.head != NULL)
-                    done += kernel_accept_progress(s);
+                    d += kernel_accept_progress(s);
+                d += listener_idle(s, d);
+                done += d;
                 busy |= s->accepts.head != NULL;
-                urgent |= s->accepts.head != NULL;
+                urgent |= s->accepts.head != NULL && !s->flagged;
+            } else if (s->flagged) {
+                listener_idle(s, 0);
             }
+            listener_watch_kernel(s);
         } else if (s->connects.head != NULL || s->pushes.head != NULL || s->pops.head != NULL) {
-            done += conn_progress(s);
+            bool connecting = s->connects.head != NULL;
+            int d = conn_progress(s);
+            done += d;
+            if (connecting && d > 0) {
+                /* s may be gone (sent to the kernel or refused) */
+                busy = true;
+                s = next;
+                continue;
+            }
             bool w = s->connects.head != NULL || s->pushes.head != NULL || s->pops.head != NULL;
             busy |= w;
-            urgent |= w && (!s->flagged || s->connects.head != NULL);
+            /* Armed, and our registration is still the one the peer sees (a process sharing the side may have replaced it). */
+            bool armed = s->flagged && atomic_load_explicit(&s->csh->wake[s->side], memory_order_relaxed) == me;
+            urgent |= w && (!armed || s->connects.head != NULL);
         }
         s = next;
     }
@@ -1031,12 +1713,20 @@ static int cl_poll(void)
 
 static void cl_fork_child(void)
 {
+    cl.pid = getpid();
     if (cl.kn->fork_child)
         cl.kn->fork_child();
-    /* catnap's set is new in the child: ours must hold that one, and a timer of our own. */
+    /* catnap's set is new in the child: ours must hold that one, and a timer and wake pipe of our own. */
     wait_teardown();
     if (wait_setup() < 0)
         cl.epfd = -1;
+    /* The parent's wake-up registrations stay the parent's; the child arms its own when it waits. */
+    for (struct cl_sock *s = cl.all; s != NULL; s = s->next) {
+        s->flagged = false;
+        s->idle_since = 0;
+        s->kfd_in_ep = false;
+    }
+    cl.nflagged = 0;
 }
 
 static int cl_wait_fd(void)

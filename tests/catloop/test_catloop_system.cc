@@ -1,6 +1,11 @@
-// catloop across processes: a byte-exact transfer, 64 connections at once, close and SIGKILL, and fallback to kernel TCP.
+// catloop across processes: a byte-exact transfer, 64 connections at once, close and SIGKILL, fallback to kernel TCP, fork, SO_REUSEPORT, corruption, a second user, litter.
 #include <gtest/gtest.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -37,11 +42,16 @@ demi_qresult_t pop_any(int qd, int timeout_s = kOpTimeoutS)
     return qr;
 }
 
+#ifndef CATLOOP_TEST_BYTES
+#define CATLOOP_TEST_BYTES (1ull << 30)
+#endif
+
+/* 1 GiB (CATLOOP_TEST_BYTES: less in the sanitizer tree, see CMakeLists.txt) in random message sizes. */
 TEST(CatloopSystem, LargeTransferRandomSizesIsByteExactThenEof)
 {
     uint16_t port = free_port();
     ASSERT_NE(port, 0);
-    const uint64_t total = 64ull << 20;
+    const uint64_t total = CATLOOP_TEST_BYTES;
     const uint64_t seed = test_seed();
     Signal listening;
     auto r = run_pair(
@@ -247,10 +257,28 @@ TEST(CatloopSystem, SigkilledPeerGivesEconnreset)
     if (res[0].pid > 0)
         kill(res[0].pid, SIGKILL);
     reap(res, 2, 30);
-    unlink(listener_file(port).c_str()); /* the killed listener's file; a later listener would take it over */
     if (res[1].skipped())
         GTEST_SKIP() << skip_reason();
     EXPECT_TRUE(res[1].ok()) << "survivor: " << res[1].describe();
+    /* The killed listener's file is litter: the next client that looks for a listener there removes it. */
+    ChildResult after = run_one([&] {
+        child_init("catloop");
+        int qd;
+        CHECK_DEMI(demi_socket(&qd, AF_INET, SOCK_STREAM, 0));
+        struct sockaddr_in a = loopback(port);
+        demi_qtoken_t qt;
+        CHECK_DEMI(demi_connect(&qt, qd, (const struct sockaddr *)&a, sizeof(a)));
+        demi_qresult_t qr;
+        struct timespec to = secs(kOpTimeoutS);
+        CHECK_DEMI(demi_wait(&qr, qt, &to));
+        CHECK(qr.qr_opcode == DEMI_OPC_FAILED && qr.qr_ret == ECONNREFUSED, "connect to the dead port: %s %lld",
+              opname(qr.qr_opcode), (long long)qr.qr_ret);
+        struct stat st;
+        CHECK(stat(listener_file(port).c_str(), &st) < 0, "the dead listener's file is still there");
+        CHECK_DEMI(demi_close(qd));
+        return kExitOk;
+    });
+    EXPECT_TRUE(after.ok()) << after.describe();
 }
 
 /* A pop waiting 1 s on a quiet connection sleeps between ring ticks instead of spinning, and still gets its data. */
@@ -463,6 +491,404 @@ TEST(CatloopSystem, StaleListenerFileOfADeadProcessIsTakenOver)
         return kExitOk;
     });
     EXPECT_TRUE(res.ok()) << res.describe();
+}
+
+/* The connection file of a process (both sides keep it named while the connection lives). */
+std::vector<std::string> conn_files_of(pid_t pid)
+{
+    std::vector<std::string> out;
+    std::string prefix = "demi-catloop-c." + std::to_string(pid) + ".";
+    DIR *d = opendir("/dev/shm");
+    if (d == nullptr)
+        return out;
+    while (struct dirent *e = readdir(d))
+        if (strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0)
+            out.push_back(std::string("/dev/shm/") + e->d_name);
+    closedir(d);
+    return out;
+}
+
+/* Garbage over a connection's shared header (indices included): every operation fails with EIO, nothing crashes. */
+TEST(CatloopSystem, CorruptedRingIndexGivesEioAndNoCrash)
+{
+    uint16_t port = free_port();
+    ASSERT_NE(port, 0);
+    Signal listening, corrupted, client_done;
+    auto r = run_pair(
+        [&] {
+            child_init("catloop");
+            int l = tcp_listener(port);
+            listening.raise();
+            int c = tcp_accept(l);
+            corrupted.await();
+            demi_qresult_t qr = pop_any(c);
+            CHECK(qr.qr_opcode == DEMI_OPC_FAILED && qr.qr_ret == EIO, "server pop on a corrupt region: %s %lld",
+                  opname(qr.qr_opcode), (long long)qr.qr_ret);
+            client_done.await();
+            CHECK_DEMI(demi_close(c));
+            CHECK_DEMI(demi_close(l));
+            return kExitOk;
+        },
+        [&] {
+            child_init("catloop");
+            listening.await();
+            int c = tcp_connect(port);
+            push_bytes(c, "before", 6);
+            std::vector<std::string> files = conn_files_of(getpid());
+            CHECK(files.size() == 1, "%zu connection files of ours in /dev/shm", files.size());
+            int fd = open(files[0].c_str(), O_RDWR | O_CLOEXEC);
+            CHECK(fd >= 0, "open %s: %s", files[0].c_str(), strerror(errno));
+            void *m = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            CHECK(m != MAP_FAILED, "mmap: %s", strerror(errno));
+            close(fd);
+            /* Everything after the magic: flags, addresses, wake-ups and the ring indices (distinct bytes, so no two indices agree). */
+            uint8_t *b = (uint8_t *)m;
+            for (size_t i = 8; i < 4096; i++)
+                b[i] = (uint8_t)(i * 37 + 11);
+            corrupted.raise();
+            demi_qresult_t qr = pop_any(c);
+            CHECK(qr.qr_opcode == DEMI_OPC_FAILED && qr.qr_ret == EIO, "client pop on a corrupt region: %s %lld",
+                  opname(qr.qr_opcode), (long long)qr.qr_ret);
+            demi_sgarray_t sga = demi_sgaalloc(5);
+            CHECK(sga.sga_numsegs == 1, "sgaalloc");
+            memcpy(sga.sga_segs[0].sgaseg_buf, "after", 5);
+            demi_qtoken_t qt;
+            CHECK_DEMI(demi_push(&qt, c, &sga));
+            struct timespec to = secs(kOpTimeoutS);
+            CHECK_DEMI(demi_wait(&qr, qt, &to));
+            CHECK(qr.qr_opcode == DEMI_OPC_FAILED && qr.qr_ret == EIO, "client push on a corrupt region: %s %lld",
+                  opname(qr.qr_opcode), (long long)qr.qr_ret);
+            CHECK_DEMI(demi_sgafree(&sga));
+            munmap(m, 4096);
+            client_done.raise();
+            CHECK_DEMI(demi_close(c));
+            return kExitOk;
+        });
+    expect_pair_ok(r);
+}
+
+/* A process of another user can neither open a listener's region nor get a shared-memory connection: it uses the kernel. */
+TEST(CatloopSystem, SecondUserGetsNoAccessAndFallsBackToKernel)
+{
+    if (geteuid() != 0)
+        GTEST_SKIP() << "needs root to switch to a second user";
+    struct passwd *pw = getpwnam("nobody");
+    if (pw == nullptr)
+        GTEST_SKIP() << "no user 'nobody'";
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    uint16_t port = free_port();
+    ASSERT_NE(port, 0);
+    Signal listening;
+    auto r = run_pair(
+        [&] {
+            child_init("catloop");
+            int l = tcp_listener(port);
+            listening.raise();
+            int c = tcp_accept(l);
+            char buf[5];
+            pop_exact(c, buf, 5);
+            CHECK(memcmp(buf, "hello", 5) == 0, "wrong bytes");
+            push_bytes(c, "world", 5);
+            demi_qresult_t qr = pop_any(c);
+            CHECK(qr.qr_opcode == DEMI_OPC_POP && qr.qr_value.sga.sga_segs[0].sgaseg_len == 0, "no EOF");
+            CHECK_DEMI(demi_sgafree(&qr.qr_value.sga));
+            CHECK_DEMI(demi_close(c));
+            CHECK_DEMI(demi_close(l));
+            return kExitOk;
+        },
+        [&] {
+            listening.await();
+            CHECK(setgroups(0, nullptr) == 0 && setgid(gid) == 0 && setuid(uid) == 0, "cannot become nobody: %s",
+                  strerror(errno));
+            std::string name = listener_file(port).substr(strlen("/dev/shm"));
+            int fd = shm_open(name.c_str(), O_RDWR, 0);
+            CHECK(fd < 0 && errno == EACCES, "the listener's region opened as nobody (fd %d, %s)", fd, strerror(errno));
+            fd = shm_open(name.c_str(), O_RDONLY, 0);
+            CHECK(fd < 0 && errno == EACCES, "the listener's region opened read-only as nobody");
+            child_init("catloop");
+            int c = tcp_connect(port);
+            push_bytes(c, "hello", 5);
+            char buf[5];
+            pop_exact(c, buf, 5);
+            CHECK(memcmp(buf, "world", 5) == 0, "wrong reply");
+            CHECK(conn_files_of(getpid()).empty(), "a shared-memory connection file was made for nobody");
+            CHECK_DEMI(demi_close(c));
+            return kExitOk;
+        });
+    expect_pair_ok(r);
+}
+
+/* One byte in, one byte (the answering process's mark) out. */
+char ask(int c, char q)
+{
+    push_bytes(c, &q, 1);
+    char a = 0;
+    pop_exact(c, &a, 1);
+    return a;
+}
+
+void answer(int c, char mark)
+{
+    char q;
+    pop_exact(c, &q, 1);
+    push_bytes(c, &mark, 1);
+}
+
+/* A listener inherited across fork accepts in whichever process asks, and lives until its last holder closes it. */
+TEST(CatloopSystem, ListenerSharedAcrossForkAcceptsInEitherProcess)
+{
+    uint16_t port = free_port();
+    ASSERT_NE(port, 0);
+    Signal listening, child_done, third;
+    auto r = run_pair(
+        [&] {
+            child_init("catloop");
+            int l = tcp_listener(port);
+            pid_t kid = fork();
+            CHECK(kid >= 0, "fork: %s", strerror(errno));
+            if (kid == 0) {
+                /* The child's own LibOS state, the listener shared. */
+                int c = tcp_accept(l);
+                answer(c, 'c');
+                CHECK_DEMI(demi_close(c));
+                CHECK_DEMI(demi_close(l));
+                _exit(kExitOk);
+            }
+            listening.raise();
+            int c = tcp_accept(l);
+            answer(c, 'p');
+            CHECK_DEMI(demi_close(c));
+            int st = 0;
+            CHECK(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == kExitOk, "forked acceptor failed (%d)", st);
+            /* The child closed its copy: we still listen. */
+            struct stat sb;
+            CHECK(stat(listener_file(port).c_str(), &sb) == 0, "the listener's file went with the child's close");
+            child_done.raise();
+            c = tcp_accept(l);
+            answer(c, 'p');
+            CHECK_DEMI(demi_close(c));
+            third.await();
+            CHECK_DEMI(demi_close(l));
+            CHECK(stat(listener_file(port).c_str(), &sb) < 0, "listener file left after the last close");
+            return kExitOk;
+        },
+        [&] {
+            child_init("catloop");
+            listening.await();
+            int a = tcp_connect(port);
+            int b = tcp_connect(port);
+            char x = ask(a, '?'), y = ask(b, '?');
+            CHECK((x == 'p' && y == 'c') || (x == 'c' && y == 'p'), "answers '%c' and '%c': one process took both", x, y);
+            CHECK_DEMI(demi_close(a));
+            CHECK_DEMI(demi_close(b));
+            child_done.await();
+            int c = tcp_connect(port);
+            CHECK(ask(c, '?') == 'p', "third connection");
+            CHECK_DEMI(demi_close(c));
+            third.raise();
+            return kExitOk;
+        });
+    expect_pair_ok(r);
+}
+
+/* A connection inherited across fork keeps working in the child after the parent closes its copy; EOF comes with the last close. */
+TEST(CatloopSystem, ConnectionInheritedAcrossForkOutlivesTheParentsClose)
+{
+    uint16_t port = free_port();
+    ASSERT_NE(port, 0);
+    Signal listening;
+    auto r = run_pair(
+        [&] {
+            child_init("catloop");
+            int l = tcp_listener(port);
+            listening.raise();
+            int c = tcp_accept(l);
+            pid_t kid = fork();
+            CHECK(kid >= 0, "fork: %s", strerror(errno));
+            if (kid == 0) {
+                char buf[4];
+                pop_exact(c, buf, 4);
+                CHECK(memcmp(buf, "ping", 4) == 0, "child got other bytes");
+                push_bytes(c, "pong", 4);
+                CHECK_DEMI(demi_close(c));
+                _exit(kExitOk);
+            }
+            CHECK_DEMI(demi_close(c)); /* at once: the child still holds it */
+            int st = 0;
+            CHECK(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == kExitOk, "forked server failed (%d)", st);
+            CHECK_DEMI(demi_close(l));
+            return kExitOk;
+        },
+        [&] {
+            child_init("catloop");
+            listening.await();
+            int c = tcp_connect(port);
+            usleep(50000); /* let the parent's close land first */
+            push_bytes(c, "ping", 4);
+            char buf[4];
+            pop_exact(c, buf, 4);
+            CHECK(memcmp(buf, "pong", 4) == 0, "wrong reply");
+            demi_qresult_t qr = pop_any(c);
+            CHECK(qr.qr_opcode == DEMI_OPC_POP && qr.qr_value.sga.sga_segs[0].sgaseg_len == 0,
+                  "after the last close: %s %lld", opname(qr.qr_opcode), (long long)qr.qr_ret);
+            CHECK_DEMI(demi_sgafree(&qr.qr_value.sga));
+            CHECK_DEMI(demi_close(c));
+            return kExitOk;
+        });
+    expect_pair_ok(r);
+}
+
+int reuseport_listener(uint16_t port, bool reuseport, int *err)
+{
+    int qd = -1;
+    CHECK_DEMI(demi_socket(&qd, AF_INET, SOCK_STREAM, 0));
+    int one = 1;
+    if (reuseport)
+        CHECK_DEMI(demi_setsockopt(qd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)));
+    struct sockaddr_in a = loopback(port);
+    *err = demi_bind(qd, (const struct sockaddr *)&a, sizeof(a));
+    if (*err == 0)
+        *err = demi_listen(qd, 16);
+    return qd;
+}
+
+/* Serve one-byte questions with mark until no connection comes for 2 s. */
+void serve_marks(int l, char mark)
+{
+    for (;;) {
+        demi_qtoken_t qt;
+        CHECK_DEMI(demi_accept(&qt, l));
+        demi_qresult_t qr;
+        struct timespec to = {2, 0};
+        int rc = demi_wait(&qr, qt, &to);
+        if (rc == ETIMEDOUT)
+            return;
+        CHECK(rc == 0 && qr.qr_opcode == DEMI_OPC_ACCEPT, "accept: %d %s", rc, opname(qr.qr_opcode));
+        answer(qr.qr_value.ares.qd, mark);
+        CHECK_DEMI(demi_close(qr.qr_value.ares.qd));
+    }
+}
+
+/* Two live listeners with SO_REUSEPORT share a port and its connections; a third without it gets EADDRINUSE. */
+TEST(CatloopSystem, ReusePortListenersShareConnections)
+{
+    uint16_t port = free_port();
+    ASSERT_NE(port, 0);
+    Signal a_up, b_up;
+    ChildResult res[3];
+    clear_skip_note();
+    res[0].pid = spawn([&] {
+        child_init("catloop");
+        int err;
+        int l = reuseport_listener(port, true, &err);
+        CHECK(err == 0, "first SO_REUSEPORT listener: %s", strerror(err));
+        a_up.raise();
+        serve_marks(l, 'A');
+        CHECK_DEMI(demi_close(l));
+        return kExitOk;
+    });
+    res[1].pid = spawn([&] {
+        child_init("catloop");
+        a_up.await();
+        int err;
+        int l2 = reuseport_listener(port, false, &err);
+        CHECK(err == EADDRINUSE, "a listener without SO_REUSEPORT on a taken port: %s", strerror(err));
+        CHECK_DEMI(demi_close(l2));
+        int l = reuseport_listener(port, true, &err);
+        CHECK(err == 0, "second SO_REUSEPORT listener: %s", strerror(err));
+        b_up.raise();
+        serve_marks(l, 'B');
+        CHECK_DEMI(demi_close(l));
+        return kExitOk;
+    });
+    res[2].pid = spawn([&] {
+        child_init("catloop");
+        b_up.await();
+        int seen[2] = {0, 0};
+        for (int i = 0; i < 16; i++) {
+            int c = tcp_connect(port);
+            char m = ask(c, '?');
+            CHECK(m == 'A' || m == 'B', "answer '%c'", m);
+            seen[m - 'A']++;
+            CHECK_DEMI(demi_close(c));
+        }
+        CHECK(seen[0] > 0 && seen[1] > 0, "connections went %d to A and %d to B", seen[0], seen[1]);
+        return kExitOk;
+    });
+    reap(res, 3, 60);
+    for (auto &c : res)
+        if (c.skipped())
+            GTEST_SKIP() << skip_reason();
+    EXPECT_TRUE(res[0].ok()) << "A: " << res[0].describe();
+    EXPECT_TRUE(res[1].ok()) << "B: " << res[1].describe();
+    EXPECT_TRUE(res[2].ok()) << "client: " << res[2].describe();
+    struct stat st;
+    EXPECT_NE(stat(listener_file(port).c_str(), &st), 0) << "listener file left after both closed";
+}
+
+/* A client SIGKILLed while its connection request waits leaves nothing in /dev/shm once the listener has looked. */
+TEST(CatloopSystem, ClientKilledBeforeAcceptLeavesNoFiles)
+{
+    uint16_t port = free_port();
+    ASSERT_NE(port, 0);
+    Signal listening, posted, killed;
+    ChildResult res[2];
+    clear_skip_note();
+    int pfd[2];
+    ASSERT_EQ(pipe(pfd), 0);
+    res[0].pid = spawn([&] {
+        child_init("catloop");
+        int l = tcp_listener(port);
+        listening.raise();
+        killed.await();
+        pid_t dead = 0;
+        CHECK(read(pfd[0], &dead, sizeof(dead)) == (ssize_t)sizeof(dead), "no pid");
+        CHECK(!conn_files_of(dead).empty(), "the killed client %d had no connection file (nothing to test)", (int)dead);
+        /* Now accept: the dead request is found, discarded, and its file removed. */
+        demi_qtoken_t qt;
+        CHECK_DEMI(demi_accept(&qt, l));
+        demi_qresult_t qr;
+        struct timespec to = {0, 300000000};
+        int rc = demi_wait(&qr, qt, &to);
+        CHECK(rc == ETIMEDOUT, "accept of a dead client's request completed (%d)", rc);
+        std::vector<std::string> left = conn_files_of(dead);
+        CHECK(left.empty(), "%zu files of the dead client left, e.g. %s", left.size(), left.empty() ? "" : left[0].c_str());
+        CHECK_DEMI(demi_close(l));
+        return kExitOk;
+    });
+    res[1].pid = spawn([&] {
+        child_init("catloop");
+        listening.await();
+        int qd;
+        CHECK_DEMI(demi_socket(&qd, AF_INET, SOCK_STREAM, 0));
+        struct sockaddr_in a = loopback(port);
+        demi_qtoken_t qt;
+        CHECK_DEMI(demi_connect(&qt, qd, (const struct sockaddr *)&a, sizeof(a)));
+        posted.raise();
+        for (;;)
+            pause();
+        return kExitOk;
+    });
+    {
+        struct pollfd pf = {posted.fd[0], POLLIN, 0};
+        poll(&pf, 1, kOpTimeoutS * 1000);
+    }
+    pid_t dead = res[1].pid;
+    kill(dead, SIGKILL);
+    reap(&res[1], 1, 10);
+    ASSERT_EQ(write(pfd[1], &dead, sizeof(dead)), (ssize_t)sizeof(dead));
+    {
+        char c = 1;
+        ASSERT_EQ(write(killed.fd[1], &c, 1), 1);
+    }
+    reap(&res[0], 1, 30);
+    close(pfd[0]);
+    close(pfd[1]);
+    if (res[0].skipped())
+        GTEST_SKIP() << skip_reason();
+    EXPECT_TRUE(res[0].ok()) << "listener: " << res[0].describe();
+    EXPECT_TRUE(conn_files_of(dead).empty());
 }
 
 } // namespace
