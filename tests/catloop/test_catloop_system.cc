@@ -46,7 +46,7 @@ demi_qresult_t pop_any(int qd, int timeout_s = kOpTimeoutS)
 #define CATLOOP_TEST_BYTES (1ull << 30)
 #endif
 
-/* 1 GiB (CATLOOP_TEST_BYTES: less in the sanitizer tree, see CMakeLists.txt) in random message sizes. */
+/* 1 GiB (CATLOOP_TEST_BYTES, see CMakeLists.txt) in random message sizes. */
 TEST(CatloopSystem, LargeTransferRandomSizesIsByteExactThenEof)
 {
     uint16_t port = free_port();
