@@ -62,6 +62,19 @@
 #define CL_TAKE_MAX_NS 100000000ull /* a process sharing a connection's side holds its rings no longer */
 #define CL_STALE_S 2              /* an unlocked connection file older than this is litter of dead processes */
 
+/*
+ * The full store-load barrier between "I published / I may sleep" and "does the
+ * other side sleep / was there news". ThreadSanitizer cannot model a fence, so its
+ * builds use a sequentially consistent read-modify-write, a full barrier on the
+ * machines we run on too.
+ */
+#if defined(__SANITIZE_THREAD__)
+static _Atomic uint32_t cl_fence_word;
+#define CL_FENCE() ((void)atomic_fetch_add_explicit(&cl_fence_word, 0, memory_order_seq_cst))
+#else
+#define CL_FENCE() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
 /* Lock bytes of a port file: one per group, then one per request slot of each group. */
 #define CL_LOCK_SLOT(g, i) ((off_t)CL_GROUPS + (off_t)(g) * CL_SLOTS + (off_t)(i))
 #define CL_LOCK_SPAN CL_LOCK_SLOT(CL_GROUPS, 0)
@@ -648,7 +661,7 @@ static void wake_peer(struct cl_sock *s)
 {
     struct cl_conn_shm *c = s->csh;
     int peer = 1 - s->side;
-    atomic_thread_fence(memory_order_seq_cst);
+    CL_FENCE();
     if (atomic_load_explicit(&c->want_wake[peer], memory_order_relaxed) == 0)
         return;
     uint64_t reg = atomic_load_explicit(&c->wake[peer], memory_order_relaxed);
@@ -804,7 +817,7 @@ again:
             /* Ask for a wake-up, then look once more: what the peer published before it saw the flag is found here. */
             atomic_store_explicit(&c->wake[me], my_wake_reg(), memory_order_relaxed);
             atomic_store_explicit(&c->want_wake[me], 1, memory_order_relaxed);
-            atomic_thread_fence(memory_order_seq_cst);
+            CL_FENCE();
             set_flag(s, true);
             published = false;
             goto again;
@@ -1039,7 +1052,7 @@ static void acceptor_register(struct cl_sock *s, bool on)
 /* A client posted: wake every acceptor that sleeps on this group. */
 static void wake_acceptors(struct cl_group *g)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    CL_FENCE();
     for (unsigned w = 0; w < CL_WAITERS; w++) {
         uint64_t v = atomic_load_explicit(&g->waiter[w], memory_order_relaxed);
         if (v != 0 && wake_once(v) == -ESRCH)
@@ -1068,7 +1081,7 @@ static int listener_idle(struct cl_sock *s, int done)
     if (now - s->idle_since < CL_FLAG_NS)
         return 0;
     acceptor_register(s, true);
-    atomic_thread_fence(memory_order_seq_cst);
+    CL_FENCE();
     set_flag(s, true);
     /* Look once more: a request posted before the client could see us registered is found here. */
     s->seen_posts--;
@@ -1515,7 +1528,7 @@ static void conn_close_via(int fd, struct cl_sock *s)
     if (shm_rw(fd, true, &two, sizeof(two), offsetof(struct cl_conn_shm, closed) + sizeof(uint32_t) * (size_t)s->side) !=
         (ssize_t)sizeof(two))
         return;
-    atomic_thread_fence(memory_order_seq_cst);
+    CL_FENCE();
     if (shm_rw(fd, false, &peer_closed, sizeof(peer_closed), offsetof(struct cl_conn_shm, closed) + sizeof(uint32_t) * (size_t)peer) ==
             (ssize_t)sizeof(peer_closed) &&
         (peer_closed == 2 || !ofd_held(fd, peer, 1))) {
