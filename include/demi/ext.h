@@ -35,6 +35,17 @@ ATTR_NONNULL(1)
 extern int demi_pushto_empty(_Out_ demi_qtoken_t *qt_out, _In_ int sockqd, _In_opt_ const struct sockaddr *dest_addr,
                              _In_ socklen_t size);
 
+/*
+ * Counter `index` (0, 1, 2 ...) of the active LibOS's user-space network stack
+ * (catpowder, catnip): its name, a one-line description (both static strings;
+ * either pointer may be NULL) and its current value. ENOENT past the last
+ * counter, ENOTSUP on a LibOS without a stack (catnap ...), EINVAL before
+ * demi_init or when value_out is NULL. Outputs are untouched on error.
+ */
+ATTR_NONNULL(4)
+extern int demi_netstack_stats(_In_ unsigned index, _Out_ const char **name_out, _Out_ const char **help_out,
+                               _Out_ uint64_t *value_out);
+
 /* Name of the active LibOS, or NULL before demi_init. */
 extern const char *demi_libos_name(void);
 

@@ -571,6 +571,28 @@ int demi_wait_fd(int *fd_out)
     return leave(0);
 }
 
+int demi_netstack_stats(unsigned index, const char **name_out, const char **help_out, uint64_t *value_out)
+{
+    if (value_out == NULL)
+        return EINVAL;
+    core_lock();
+    if (!core.initialized)
+        return leave(-EINVAL);
+    if (core.ops->stats == NULL)
+        return leave(-ENOTSUP);
+    const char *name = NULL, *help = NULL;
+    uint64_t v = 0;
+    int rc = core.ops->stats(index, &name, &help, &v);
+    if (rc == 0) {
+        if (name_out)
+            *name_out = name;
+        if (help_out)
+            *help_out = help;
+        *value_out = v;
+    }
+    return leave(rc);
+}
+
 /* ---- buffers -------------------------------------------------------------- */
 
 demi_sgarray_t demi_sgaalloc(size_t size)

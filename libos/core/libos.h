@@ -156,6 +156,13 @@ struct libos_ops {
      */
     void (*fork_child)(void);
 
+    /*
+     * Counter i of the LibOS's network stack (netstack LibOSes): its name, a one-line
+     * description and its value. -ENOENT when i is past the last counter. Optional:
+     * NULL makes demi_netstack_stats answer ENOTSUP.
+     */
+    int (*stats)(unsigned i, const char **name, const char **help, uint64_t *value);
+
     /* Buffer allocation for sgas; NULL means the core's pool. Optional. */
     demi_sgarray_t (*sgaalloc)(size_t size);
     int (*sgafree)(demi_sgarray_t *sga);
