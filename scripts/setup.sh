@@ -23,6 +23,8 @@ PACKAGES=(
   redis-server redis-tools nginx memcached libmemcached-tools sockperf iperf3 wrk curl
   # network test hosts: namespaces, veth, loss injection
   iproute2 iputils-ping nftables iptables procps psmisc
+  # catpowder tests: offloads off on the kernel peer's veth, captures read back
+  ethtool tcpdump
   # benchmarks and their plots
   python3 python3-matplotlib hyperfine linux-perf
   # man pages

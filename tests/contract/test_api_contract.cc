@@ -29,12 +29,23 @@ constexpr int kBadQds[] = {-1, -1000, 1 << 20, 0x7fffffff};
 void *volatile null_storage = nullptr;
 template <typename T> T *null_of() { return static_cast<T *>(null_storage); }
 
+// The address the battery talks to itself on: 127.0.0.1, or CONTRACT_ADDR for a LibOS with its
+// own stack (catpowder owns an address on a test link, not the kernel's loopback).
+in_addr_t self_addr()
+{
+    const char *env = getenv("CONTRACT_ADDR");
+    in_addr a{};
+    if (env != nullptr && inet_pton(AF_INET, env, &a) == 1)
+        return a.s_addr;
+    return htonl(INADDR_LOOPBACK);
+}
+
 sockaddr_in loopback(uint16_t port)
 {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_addr.s_addr = self_addr();
     return a;
 }
 
@@ -620,7 +631,7 @@ TEST(Names, GetpeernameRejectsBadArgumentsAndReportsThePeer)
     EXPECT_EQ(len, sizeof(a));
     EXPECT_EQ(a.sin_family, AF_INET);
     EXPECT_EQ(ntohs(a.sin_port), p.port);
-    EXPECT_EQ(ntohl(a.sin_addr.s_addr), INADDR_LOOPBACK);
+    EXPECT_EQ(a.sin_addr.s_addr, self_addr());
     // The server side's peer is the client's local address.
     sockaddr_in peer{};
     len = sizeof(peer);
@@ -714,6 +725,32 @@ TEST(Ext, PushtoEmptySendsAZeroLengthDatagram)
     EXPECT_EQ(demi_close(t), 0);
     EXPECT_EQ(demi_close(a), 0);
     EXPECT_EQ(demi_close(b), 0);
+}
+
+TEST(Ext, NetstackStats)
+{
+    const char *name = "untouched";
+    const char *help = "untouched";
+    uint64_t v = 77;
+    EXPECT_EQ(demi_netstack_stats(0, &name, &help, null_of<uint64_t>()), EINVAL);
+    bool has_stack = std::string(CONTRACT_LIBOS) == "catpowder";
+    if (!has_stack) {
+        EXPECT_EQ(demi_netstack_stats(0, &name, &help, &v), ENOTSUP);
+        EXPECT_STREQ(name, "untouched");
+        EXPECT_EQ(v, 77u);
+        return;
+    }
+    unsigned i = 0;
+    bool seen_eth_rx = false;
+    for (; demi_netstack_stats(i, &name, &help, &v) == 0; i++) {
+        ASSERT_NE(name, nullptr);
+        ASSERT_NE(help, nullptr);
+        EXPECT_GT(strlen(help), 0u) << name;
+        seen_eth_rx |= std::string(name) == "eth_rx";
+    }
+    EXPECT_TRUE(seen_eth_rx);
+    EXPECT_EQ(demi_netstack_stats(i, nullptr, nullptr, &v), ENOENT);
+    EXPECT_EQ(demi_netstack_stats(0, nullptr, nullptr, &v), 0) << "name and help are optional";
 }
 
 TEST(Pipe, ArgumentsAndSupport)
