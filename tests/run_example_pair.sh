@@ -20,7 +20,13 @@ log=$(mktemp)
 timeout 60 "$bin" "${srv_args[@]}" > "$log" 2>&1 &
 spid=$!
 trap 'kill $spid 2>/dev/null; rm -f "$log"' EXIT
-sleep 0.3
+# Wait until the server's socket exists (a fixed sleep loses UDP datagrams on a loaded machine).
+if [ "$kind" = tcp ]; then ss_args=(-Hltn "sport = :$port"); else ss_args=(-Hlun "sport = :$sport"); fi
+for _ in $(seq 1 200); do
+  [ -n "$(ss "${ss_args[@]}" 2>/dev/null)" ] && break
+  kill -0 $spid 2>/dev/null || break
+  sleep 0.05
+done
 timeout 60 "$bin" "${cli_args[@]}"; crc=$?
 wait $spid; src=$?
 echo "--- server output"; cat "$log"
