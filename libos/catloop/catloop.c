@@ -46,7 +46,7 @@
  * A slot whose client lock is gone belongs to a dead client: its file is unlinked.
  */
 
-#define CL_MAGIC 0x636c6f6f70763032ull /* "cloopv02" */
+#define CL_MAGIC 0x636c6f6f70763033ull /* "cloopv03" */
 #define CL_GROUPS 8u                   /* live listeners one port can have (SO_REUSEPORT) */
 #define CL_SLOTS 128u                  /* connection requests a listener holds before clients use the kernel */
 #define CL_WAITERS 8u                  /* acceptor processes of one listener a client can wake */
@@ -99,6 +99,7 @@ struct cl_group {
 
 struct cl_port_shm {
     uint64_t magic;
+    _Atomic uint32_t used; /* groups ever claimed and not withdrawn (a hint: a crashed one stays set) */
     struct cl_group group[CL_GROUPS];
 };
 
@@ -176,6 +177,8 @@ static struct {
     size_t ntab;
     struct cl_sock *all;
     unsigned nflagged; /* sockets with a wake-up armed: the wake pipe is drained at each poll while > 0 */
+    uint64_t drain_until; /* and for a while after a wake-up was disarmed or a connect answered (late bytes) */
+    uint32_t nquiet;      /* polls without a reason to drain: every 64th drains anyway (a byte nobody expected) */
     /*
      * Waiting: the core sleeps on wait_fd, our epoll set holding catnap's set, a
      * timerfd, our wake pipe and the kernel fds of listeners with accepts pending.
@@ -253,10 +256,12 @@ static void set_flag(struct cl_sock *s, bool on)
     if (s->flagged == on)
         return;
     s->flagged = on;
-    if (on)
+    if (on) {
         cl.nflagged++;
-    else
+    } else {
         cl.nflagged--;
+        cl.drain_until = core_now_ns() + CL_TICK_NS;
+    }
 }
 
 static void sock_free(struct cl_sock *s)
@@ -434,9 +439,10 @@ static int find_listener(const struct sockaddr_in *a, struct cl_port_shm **pp, i
             continue;
         }
         int live[CL_GROUPS], nlive = 0;
+        uint32_t used = atomic_load_explicit(&p->used, memory_order_acquire);
         if (p->magic == CL_MAGIC)
             for (unsigned g = 0; g < CL_GROUPS; g++)
-                if (ofd_held(fd, g, 1))
+                if ((used & (1u << g)) && ofd_held(fd, g, 1))
                     live[nlive++] = (int)g;
         if (nlive > 0) {
             memcpy(name_out, name, CL_NAME_MAX);
@@ -1282,6 +1288,7 @@ static int port_claim(struct cl_sock *s)
                 atomic_compare_exchange_strong(&g->slot[i].state, &v, SL_MAKE(SL_GEN(v), SL_POSTED));
         }
         p->magic = CL_MAGIC;
+        atomic_fetch_or_explicit(&p->used, 1u << group, memory_order_release);
         s->psh = p;
         s->pfd = fd;
         s->group = group;
@@ -1589,6 +1596,7 @@ static void listener_release(struct cl_sock *s)
         s->psh = map_fd(probe, sizeof(*s->psh), &err);
         if (s->psh != NULL) {
             listener_withdraw(s);
+            atomic_fetch_and_explicit(&s->psh->used, ~(1u << s->group), memory_order_release);
             munmap(s->psh, sizeof(*s->psh));
             s->psh = NULL;
         }
@@ -1679,8 +1687,12 @@ static int cl_poll(void)
     int done = 0;
     if (!cl.ring_busy || (++cl.npolls % CL_KPOLL_EVERY) == 0)
         done += cl.kn->poll();
-    /* Wake-ups that arrive from here on leave the pipe readable, so the next sleep is short. */
-    if (cl.nflagged > 0)
+    /*
+     * Wake-ups that arrive from here on leave the pipe readable, so the next sleep is
+     * short. A byte left in it would keep our epoll set readable (a busy loop), so it
+     * is drained whenever one may come, and now and then regardless.
+     */
+    if (cl.nflagged > 0 || (cl.drain_until != 0 && core_now_ns() < cl.drain_until) || (++cl.nquiet & 63u) == 0)
         drain_wake_pipe();
     bool busy = false, urgent = false;
     uint64_t me = my_wake_reg();
@@ -1694,7 +1706,8 @@ static int cl_poll(void)
                     d += kernel_accept_progress(s);
                 d += listener_idle(s, d);
                 done += d;
-                busy |= s->accepts.head != NULL;
+                /* Armed, a listener needs no tick: clients wake it, and its kernel socket is in our set. */
+                busy |= s->accepts.head != NULL && !s->flagged;
                 urgent |= s->accepts.head != NULL && !s->flagged;
             } else if (s->flagged) {
                 listener_idle(s, 0);
@@ -1704,6 +1717,8 @@ static int cl_poll(void)
             bool connecting = s->connects.head != NULL;
             int d = conn_progress(s);
             done += d;
+            if (connecting)
+                cl.drain_until = core_now_ns() + CL_TICK_NS; /* the acceptor's wake-up may come after its answer */
             if (connecting && d > 0) {
                 /* s may be gone (sent to the kernel or refused) */
                 busy = true;
