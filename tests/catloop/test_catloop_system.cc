@@ -30,6 +30,9 @@ std::string listener_file(uint16_t port)
     return "/dev/shm/demi-catloop.127.0.0.1." + std::to_string(port);
 }
 
+char ask(int c, char q);
+void answer(int c, char mark);
+
 /* One pop of any length; returns the completion (the caller frees the sga). */
 demi_qresult_t pop_any(int qd, int timeout_s = kOpTimeoutS)
 {
@@ -322,6 +325,48 @@ TEST(CatloopSystem, IdlePopSleepsAndWakesOnData)
             WAIT_FOR(qr, qt, DEMI_OPC_POP);
             CHECK(qr.qr_value.sga.sga_segs[0].sgaseg_len == 4, "got %u bytes", qr.qr_value.sga.sga_segs[0].sgaseg_len);
             CHECK_DEMI(demi_sgafree(&qr.qr_value.sga));
+            CHECK_DEMI(demi_close(c));
+            return kExitOk;
+        });
+    expect_pair_ok(r);
+}
+
+/* An accept waiting 1 s on a quiet listener sleeps (no tick), and a connection request still wakes it. */
+TEST(CatloopSystem, IdleAcceptSleepsAndWakesOnConnect)
+{
+    uint16_t port = free_port();
+    ASSERT_NE(port, 0);
+    Signal listening, waited;
+    auto r = run_pair(
+        [&] {
+            child_init("catloop");
+            int l = tcp_listener(port);
+            demi_qtoken_t qt;
+            CHECK_DEMI(demi_accept(&qt, l));
+            listening.raise();
+            struct rusage r0, r1;
+            getrusage(RUSAGE_SELF, &r0);
+            demi_qresult_t qr;
+            struct timespec t = {1, 0};
+            CHECK(demi_wait(&qr, qt, &t) == ETIMEDOUT, "accept completed with no client");
+            getrusage(RUSAGE_SELF, &r1);
+            double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) +
+                         (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
+            fprintf(stderr, "idle accept: %.3f s CPU in 1 s\n", cpu);
+            CHECK(cpu < 0.1, "idle accept used %.3f s of CPU in 1 s", cpu);
+            waited.raise();
+            WAIT_FOR(qr, qt, DEMI_OPC_ACCEPT);
+            answer(qr.qr_value.ares.qd, 'a');
+            CHECK_DEMI(demi_close(qr.qr_value.ares.qd));
+            CHECK_DEMI(demi_close(l));
+            return kExitOk;
+        },
+        [&] {
+            child_init("catloop");
+            listening.await();
+            waited.await();
+            int c = tcp_connect(port);
+            CHECK(ask(c, '?') == 'a', "wrong answer");
             CHECK_DEMI(demi_close(c));
             return kExitOk;
         });
