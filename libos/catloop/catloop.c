@@ -93,6 +93,7 @@ struct cl_slot {
 
 struct cl_group {
     _Atomic uint32_t posts __attribute__((aligned(64))); /* bumped by every post: acceptors scan on change */
+    _Atomic uint32_t kernel_only; /* its acceptors run as another user than the file's owner: clients use the kernel */
     _Atomic uint64_t waiter[CL_WAITERS];                 /* acceptors asleep, as wake registrations */
     struct cl_slot slot[CL_SLOTS];
 };
@@ -146,6 +147,7 @@ struct cl_sock {
     struct sockaddr_in laddr;
     int kfd;               /* catnap's listening kernel fd (not ours to close), or -1 */
     bool kfd_in_ep;        /* kfd is in our epoll set (while accepts wait) */
+    bool uid_checked;      /* we compared our user with the port file's owner (cl_accept) */
     uint64_t next_kcheck_ns;
     uint32_t seen_posts;
     uint64_t next_sweep_ns;
@@ -439,11 +441,16 @@ static int find_listener(const struct sockaddr_in *a, struct cl_port_shm **pp, i
             continue;
         }
         int live[CL_GROUPS], nlive = 0;
+        bool dead = true;
         uint32_t used = atomic_load_explicit(&p->used, memory_order_acquire);
         if (p->magic == CL_MAGIC)
             for (unsigned g = 0; g < CL_GROUPS; g++)
-                if ((used & (1u << g)) && ofd_held(fd, g, 1))
-                    live[nlive++] = (int)g;
+                if ((used & (1u << g)) && ofd_held(fd, g, 1)) {
+                    if (atomic_load_explicit(&p->group[g].kernel_only, memory_order_relaxed))
+                        dead = false; /* live, but only over the kernel */
+                    else
+                        live[nlive++] = (int)g;
+                }
         if (nlive > 0) {
             memcpy(name_out, name, CL_NAME_MAX);
             *pp = p;
@@ -452,7 +459,8 @@ static int find_listener(const struct sockaddr_in *a, struct cl_port_shm **pp, i
             return 0;
         }
         munmap(p, sizeof(*p));
-        port_unlink_if_dead(fd, name);
+        if (dead)
+            port_unlink_if_dead(fd, name);
         close(fd);
     }
     return -ENOENT;
@@ -938,8 +946,11 @@ static int take_slot(struct cl_sock *s, struct cl_group *g, uint32_t i, uint32_t
     int fd = -1, err = 0;
     struct cl_conn_shm *c = slot_open(name, &fd, &err);
     if (c == NULL) {
-        if (err == -EACCES || err == -EIO)
-            slot_to_kernel(sl, gen); /* not ours to map (another user): the kernel connects us */
+        if (err == -EACCES || err == -EIO) {
+            /* Not ours to map (we run as another user): the kernel connects this client and, from now on, all. */
+            atomic_store_explicit(&g->kernel_only, 1, memory_order_relaxed);
+            slot_to_kernel(sl, gen);
+        }
         else
             slot_free(sl, gen); /* withdrawn meanwhile */
         return 0;
@@ -1282,6 +1293,7 @@ static int port_claim(struct cl_sock *s)
         /* The group's last holder died: its registrations are stale, and a slot it took but never answered is re-posted. */
         for (unsigned w = 0; w < CL_WAITERS; w++)
             atomic_store_explicit(&g->waiter[w], 0, memory_order_relaxed);
+        atomic_store_explicit(&g->kernel_only, 0, memory_order_relaxed);
         for (unsigned i = 0; i < CL_SLOTS; i++) {
             uint32_t v = atomic_load_explicit(&g->slot[i].state, memory_order_relaxed);
             if (SL_ST(v) == SL_TAKEN)
@@ -1332,6 +1344,17 @@ static int cl_accept(struct core_queue *q, struct core_op *op)
     struct cl_sock *s = lookup(q);
     if (s == NULL)
         return cl.kn->accept(q, op);
+    if (!s->uid_checked) {
+        /*
+         * An acceptor that dropped privileges after listen (nginx workers as nobody)
+         * cannot map the connection files of the listener's user: tell clients to use
+         * the kernel before they try.
+         */
+        struct stat st;
+        s->uid_checked = true;
+        if (fstat(s->pfd, &st) == 0 && st.st_uid != geteuid())
+            atomic_store_explicit(&s->psh->group[s->group].kernel_only, 1, memory_order_relaxed);
+    }
     core_oplist_push(&s->accepts, op);
     listener_progress(s);
     return 0;
@@ -1753,6 +1776,7 @@ static void cl_fork_child(void)
         s->flagged = false;
         s->idle_since = 0;
         s->kfd_in_ep = false;
+        s->uid_checked = false; /* the child may change user before it accepts */
     }
     cl.nflagged = 0;
 }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -659,6 +660,68 @@ TEST(CatloopSystem, SecondUserGetsNoAccessAndFallsBackToKernel)
             CHECK(memcmp(buf, "world", 5) == 0, "wrong reply");
             CHECK(conn_files_of(getpid()).empty(), "a shared-memory connection file was made for nobody");
             CHECK_DEMI(demi_close(c));
+            return kExitOk;
+        });
+    expect_pair_ok(r);
+}
+
+/* A listener inherited by a child that then drops to another user (nginx's workers): its clients get kernel TCP. */
+TEST(CatloopSystem, AcceptorOfAnotherUserSendsClientsToTheKernel)
+{
+    if (geteuid() != 0)
+        GTEST_SKIP() << "needs root to switch to a second user";
+    struct passwd *pw = getpwnam("nobody");
+    if (pw == nullptr)
+        GTEST_SKIP() << "no user 'nobody'";
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    uint16_t port = free_port();
+    ASSERT_NE(port, 0);
+    Signal accepting, client_done;
+    auto r = run_pair(
+        [&] {
+            child_init("catloop");
+            int l = tcp_listener(port);
+            pid_t kid = fork();
+            CHECK(kid >= 0, "fork: %s", strerror(errno));
+            if (kid == 0) {
+                CHECK(setgroups(0, nullptr) == 0 && setgid(gid) == 0 && setuid(uid) == 0, "cannot become nobody: %s",
+                      strerror(errno));
+                demi_qtoken_t qt;
+                CHECK_DEMI(demi_accept(&qt, l));
+                accepting.raise();
+                demi_qresult_t qr;
+                WAIT_FOR(qr, qt, DEMI_OPC_ACCEPT);
+                answer(qr.qr_value.ares.qd, 'n');
+                CHECK_DEMI(demi_close(qr.qr_value.ares.qd));
+                _exit(kExitOk);
+            }
+            int st = 0;
+            CHECK(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == kExitOk, "acceptor as nobody failed (%d)", st);
+            client_done.await();
+            CHECK_DEMI(demi_close(l));
+            return kExitOk;
+        },
+        [&] {
+            child_init("catloop");
+            accepting.await();
+            /* Watch /dev/shm: not even an attempt at a shared-memory connection is expected. */
+            int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+            CHECK(in >= 0 && inotify_add_watch(in, "/dev/shm", IN_CREATE) >= 0, "inotify: %s", strerror(errno));
+            int c = tcp_connect(port);
+            alignas(struct inotify_event) char ev[4096];
+            ssize_t n = read(in, ev, sizeof(ev));
+            std::string prefix = "demi-catloop-c." + std::to_string(getpid()) + ".";
+            for (ssize_t off = 0; n > 0 && off < n;) {
+                const struct inotify_event *e = (const struct inotify_event *)(ev + off);
+                CHECK(e->len == 0 || strncmp(e->name, prefix.c_str(), prefix.size()) != 0,
+                      "a connection file %s was made for another user's acceptor", e->name);
+                off += (ssize_t)(sizeof(*e) + e->len);
+            }
+            close(in);
+            CHECK(ask(c, '?') == 'n', "wrong answer");
+            CHECK_DEMI(demi_close(c));
+            client_done.raise();
             return kExitOk;
         });
     expect_pair_ok(r);
