@@ -87,6 +87,7 @@ enum { SL_FREE = 0, SL_WRITING, SL_POSTED, SL_TAKEN, SL_KERNEL };
 
 struct cl_slot {
     _Atomic uint32_t state;
+    _Atomic int32_t taker;  /* pid of the acceptor answering it (TAKEN), 0 otherwise: a hint for its client */
     _Atomic uint64_t wake; /* the client's wake registration (see wake_reg) */
     char name[CL_NAME_MAX]; /* its connection file */
 };
@@ -173,6 +174,7 @@ struct cl_sock {
 static struct {
     const struct libos_ops *kn; /* catnap */
     bool fallback;
+    bool test_die_on_take; /* DEMI_CATLOOP_TEST_DIE_ON_TAKE=1 (tests only): _exit right after taking a request */
     uint32_t seq;
     int32_t pid; /* ours, refreshed in a fork child */
     struct cl_sock **tab;
@@ -632,6 +634,7 @@ static int client_to_kernel(struct cl_sock *s, struct core_op *op)
 }
 
 static int conn_io(struct cl_sock *s);
+static void wake_acceptors(struct cl_group *g);
 
 static int conn_progress(struct cl_sock *s)
 {
@@ -660,8 +663,19 @@ static int conn_progress(struct cl_sock *s)
         bool live = fd >= 0 && ofd_held(fd, s->group, 1);
         if (fd >= 0)
             close(fd);
-        if (live)
+        if (live) {
+            /* An acceptor (sharing the listener with live others) died between taking our request and answering: post it again. */
+            int32_t t = atomic_load_explicit(&sl->taker, memory_order_relaxed);
+            if (SL_GEN(v) == s->slot_gen && SL_ST(v) == SL_TAKEN && t > 0 && !pid_alive(t)) {
+                atomic_store_explicit(&sl->taker, 0, memory_order_relaxed);
+                if (atomic_compare_exchange_strong(&sl->state, &v, SL_MAKE(s->slot_gen, SL_POSTED))) {
+                    struct cl_group *g = &s->psh->group[s->group];
+                    atomic_fetch_add_explicit(&g->posts, 1, memory_order_release);
+                    wake_acceptors(g);
+                }
+            }
             return 0;
+        }
         /* The listener is gone, or its process took the slot and died before answering. */
     }
     client_release_slot(s, true);
@@ -898,13 +912,21 @@ static int kernel_accept_progress(struct cl_sock *s)
 
 static void slot_free(struct cl_slot *sl, uint32_t gen)
 {
+    atomic_store_explicit(&sl->taker, 0, memory_order_relaxed);
     atomic_store_explicit(&sl->state, SL_MAKE(gen + 1, SL_FREE), memory_order_release);
+}
+
+/* We took the slot: say who, so its client can re-post it should we die before answering. */
+static void slot_taken(struct cl_slot *sl)
+{
+    atomic_store_explicit(&sl->taker, cl.pid, memory_order_relaxed);
 }
 
 /* Send a client waiting in a slot we took to the kernel, and wake it. */
 static void slot_to_kernel(struct cl_slot *sl, uint32_t gen)
 {
     uint64_t reg = atomic_load_explicit(&sl->wake, memory_order_relaxed);
+    atomic_store_explicit(&sl->taker, 0, memory_order_relaxed);
     atomic_store_explicit(&sl->state, SL_MAKE(gen, SL_KERNEL), memory_order_release);
     wake_once(reg);
 }
@@ -1017,8 +1039,12 @@ static int listener_progress(struct cl_sock *s)
         uint32_t v = atomic_load_explicit(&sl->state, memory_order_acquire);
         uint32_t st = SL_ST(v), gen = SL_GEN(v);
         if (st == SL_POSTED) {
-            if (atomic_compare_exchange_strong(&sl->state, &v, SL_MAKE(gen, SL_TAKEN)))
+            if (atomic_compare_exchange_strong(&sl->state, &v, SL_MAKE(gen, SL_TAKEN))) {
+                slot_taken(sl);
+                if (cl.test_die_on_take)
+                    _exit(99); /* an acceptor crashing mid-answer, for the test of the client's re-post */
                 done += take_slot(s, g, i, gen);
+            }
         } else if (sweep && (st == SL_WRITING || st == SL_KERNEL) && !ofd_held(s->pfd, CL_LOCK_SLOT(s->group, i), 1)) {
             char name[CL_NAME_MAX];
             memcpy(name, sl->name, CL_NAME_MAX);
@@ -1209,6 +1235,7 @@ static int cl_init(const struct core_config *cfg)
         return -ENODEV;
     const char *fb = getenv("DEMI_CATLOOP_FALLBACK");
     cl.fallback = !(fb != NULL && strcmp(fb, "0") == 0);
+    cl.test_die_on_take = getenv("DEMI_CATLOOP_TEST_DIE_ON_TAKE") != NULL;
     cl.pid = getpid();
     int ret = cl.kn->init(cfg);
     if (ret < 0)
@@ -1296,8 +1323,10 @@ static int port_claim(struct cl_sock *s)
         atomic_store_explicit(&g->kernel_only, 0, memory_order_relaxed);
         for (unsigned i = 0; i < CL_SLOTS; i++) {
             uint32_t v = atomic_load_explicit(&g->slot[i].state, memory_order_relaxed);
-            if (SL_ST(v) == SL_TAKEN)
+            if (SL_ST(v) == SL_TAKEN) {
+                atomic_store_explicit(&g->slot[i].taker, 0, memory_order_relaxed);
                 atomic_compare_exchange_strong(&g->slot[i].state, &v, SL_MAKE(SL_GEN(v), SL_POSTED));
+            }
         }
         p->magic = CL_MAGIC;
         atomic_fetch_or_explicit(&p->used, 1u << group, memory_order_release);
@@ -1509,6 +1538,7 @@ static void listener_withdraw(struct cl_sock *s)
         uint32_t v = atomic_load_explicit(&sl->state, memory_order_acquire);
         if (SL_ST(v) != SL_POSTED || !atomic_compare_exchange_strong(&sl->state, &v, SL_MAKE(SL_GEN(v), SL_TAKEN)))
             continue;
+        slot_taken(sl);
         char name[CL_NAME_MAX];
         memcpy(name, sl->name, CL_NAME_MAX);
         name[CL_NAME_MAX - 1] = '\0';
@@ -1765,6 +1795,7 @@ static int cl_poll(void)
 static void cl_fork_child(void)
 {
     cl.pid = getpid();
+    cl.test_die_on_take = getenv("DEMI_CATLOOP_TEST_DIE_ON_TAKE") != NULL;
     if (cl.kn->fork_child)
         cl.kn->fork_child();
     /* catnap's set is new in the child: ours must hold that one, and a timer and wake pipe of our own. */

@@ -800,6 +800,51 @@ TEST(CatloopSystem, ListenerSharedAcrossForkAcceptsInEitherProcess)
     expect_pair_ok(r);
 }
 
+/* An acceptor that dies between taking a request and answering it: the client posts it again, a sibling accepts. */
+TEST(CatloopSystem, RequestTakenByACrashingAcceptorIsPostedAgain)
+{
+    uint16_t port = free_port();
+    ASSERT_NE(port, 0);
+    Signal child_waits, child_gone;
+    auto r = run_pair(
+        [&] {
+            child_init("catloop");
+            int l = tcp_listener(port);
+            setenv("DEMI_CATLOOP_TEST_DIE_ON_TAKE", "1", 1); /* read by the fork child only */
+            pid_t kid = fork();
+            CHECK(kid >= 0, "fork: %s", strerror(errno));
+            if (kid == 0) {
+                demi_qtoken_t qt;
+                CHECK_DEMI(demi_accept(&qt, l));
+                child_waits.raise();
+                demi_qresult_t qr;
+                struct timespec to = secs(kOpTimeoutS);
+                demi_wait(&qr, qt, &to);
+                _exit(kExitFail); /* the hook should have ended us */
+            }
+            unsetenv("DEMI_CATLOOP_TEST_DIE_ON_TAKE");
+            int st = 0;
+            CHECK(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == 99,
+                  "the acceptor did not die on its take (status %d)", st);
+            child_gone.raise();
+            int c = tcp_accept(l);
+            answer(c, 'p');
+            CHECK_DEMI(demi_close(c));
+            CHECK_DEMI(demi_close(l));
+            return kExitOk;
+        },
+        [&] {
+            child_init("catloop");
+            child_waits.await();
+            int c = tcp_connect(port);
+            CHECK(ask(c, '?') == 'p', "wrong answer");
+            CHECK_DEMI(demi_close(c));
+            return kExitOk;
+        });
+    (void)child_gone;
+    expect_pair_ok(r);
+}
+
 /* A connection inherited across fork keeps working in the child after the parent closes its copy; EOF comes with the last close. */
 TEST(CatloopSystem, ConnectionInheritedAcrossForkOutlivesTheParentsClose)
 {
