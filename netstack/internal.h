@@ -1,8 +1,11 @@
 /*
  * The stack's private state and the functions the protocol files call on each
  * other. Input chain: ns_poll -> ns_eth_input -> ns_arp_input | ns_ipv4_input
- * [-> ns_ipv4_frag_input, when whole] -> ns_ipv4_deliver -> ns_icmp_input | ns_udp_input.
- * Output chain: ns_udp_sendto/ns_ping_send/icmp -> ns_ipv4_output -> ns_arp_output -> ns_eth_output -> txq -> tx_burst.
+ * [-> ns_ipv4_frag_input, when whole] -> ns_ipv4_deliver -> ns_icmp_input |
+ * ns_udp_input | ns_tcp_input. Output chain: ns_udp_sendto/ns_ping_send/icmp/
+ * tcp_xmit -> ns_ipv4_output -> ns_arp_output -> ns_eth_output -> txq -> tx_burst.
+ * Timers: ns_poll -> ns_arp_timers, ns_ipv4_frag_timers, ns_tw_run (TCP).
+ * TCP's own state is in tcp_internal.h.
  */
 #ifndef NS_INTERNAL_H
 #define NS_INTERNAL_H
@@ -17,6 +20,7 @@
 #include "prot/icmp.h"
 #include "prot/ipv4.h"
 #include "prot/udp.h"
+#include "timer_wheel.h"
 
 #define NS_MS 1000000ull         /* ns per ms */
 
@@ -36,6 +40,7 @@ struct ns_arp_entry {
 
 struct ns_udp_sock {
     bool used;
+    bool ev_dirty;               /* listed for ns_events */
     bool bound;
     bool connected;
     int err;                     /* pending error (positive errno), reported once */
@@ -115,7 +120,17 @@ struct netstack {
     struct ns_udp_sock udp[NS_UDP_MAX_SOCKETS];
 
     struct ns_reasm_table reasm;
+    struct ns_tcp *tcp;          /* tcp_internal.h; allocated once at ns_create */
+    enum ns_cc_algo tcp_default_cc;
+    struct ns_timer_wheel tw;
+
+    /* Sockets whose readiness may have changed, for ns_events; each listed once
+     * (the socket's ev_dirty flag), so the ring cannot overflow. */
+    struct ns_ev_ref { uint8_t proto; int sd; } ev[NS_TCP_MAX_SOCKETS + NS_UDP_MAX_SOCKETS];
+    uint32_t ev_head, ev_count;
 };
+
+struct ns_tcp;
 
 /* stack.c */
 struct nsbuf *ns_alloc_tx(struct netstack *ns);  /* headroom checked; counts tx_nobuf */
@@ -168,5 +183,16 @@ void ns_udp_input(struct netstack *ns, struct nsbuf *b, const struct ns_rxinfo *
 /* An ICMP error quoted `inner` (an IPv4 header we sent) and its first 8 bytes `l4`. */
 void ns_udp_icmp_error(struct netstack *ns, const struct ns_ipv4_hdr *inner, const struct ns_udp_hdr *l4, int err);
 void ns_udp_fini(struct netstack *ns);
+void ns_udp_mark(struct netstack *ns, int sd);
+
+/* stack.c: list a socket for ns_events */
+void ns_ev_push(struct netstack *ns, uint8_t proto, int sd);
+void ns_ev_unlist(struct netstack *ns, uint8_t proto, int sd);
+
+/* tcp_state.c / tcp_input.c */
+int ns_tcp_init(struct netstack *ns, const struct ns_config *cfg);
+void ns_tcp_fini(struct netstack *ns);
+uint32_t ns_tcp_events_of(struct netstack *ns, int sd, bool *live);
+void ns_tcp_input(struct netstack *ns, struct nsbuf *b, const struct ns_rxinfo *ri);
 
 #endif /* NS_INTERNAL_H */

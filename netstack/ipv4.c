@@ -2,8 +2,8 @@
  * IPv4 (RFC 791, RFC 1122 3.2.1): header validation and delivery of received
  * datagrams, header output with DF and next-hop choice. Chains:
  * ns_eth_input -> ns_ipv4_input [-> ns_ipv4_frag_input (ipv4_frag.c), once
- * whole] -> ns_ipv4_deliver -> ns_icmp_input | ns_udp_input;
- * udp/icmp -> ns_ipv4_output -> ns_arp_output.
+ * whole] -> ns_ipv4_deliver -> ns_icmp_input | ns_udp_input | ns_tcp_input;
+ * udp/icmp/tcp -> ns_ipv4_output -> ns_arp_output.
  */
 #include <errno.h>
 
@@ -80,8 +80,8 @@ void ns_ipv4_deliver(struct netstack *ns, struct nsbuf *b, bool l2_mcast)
         ns_udp_input(ns, b, &ri);
         return;
     case NS_IPPROTO_TCP:
-        ns->st.tcp_rx_unsupported++;
-        break;
+        ns_tcp_input(ns, b, &ri);
+        return;
     default:
         ns->st.ip_rx_unknown_proto++;
         ns_icmp_send_error(ns, &ri, NS_ICMP_DEST_UNREACH, NS_ICMP_UNREACH_PROTO);

@@ -131,7 +131,38 @@ void ns_buf_free(struct netstack *ns, struct nsbuf *b);
     X(udp_rx_bad_cksum, "dropped: UDP checksum")                                                    \
     X(udp_rx_no_port, "dropped: no socket (port unreachable sent)")                                 \
     X(udp_rx_queue_full, "dropped: socket receive queue full")                                      \
-    X(tcp_rx_unsupported, "dropped: TCP (not implemented yet)")
+    X(tcp_rx, "TCP segments received")                                                              \
+    X(tcp_tx, "TCP segments sent")                                                                  \
+    X(tcp_rx_bad_hlen, "dropped: shorter than a TCP header or data offset out of range")           \
+    X(tcp_rx_bad_cksum, "dropped: TCP checksum")                                                    \
+    X(tcp_rx_bad_port, "dropped: TCP port 0")                                                       \
+    X(tcp_rx_bcast, "dropped: TCP to a broadcast/multicast address")                               \
+    X(tcp_rx_no_socket, "segments for no connection or listener (reset sent unless RST)")          \
+    X(tcp_rx_out_of_window, "dropped: sequence number not acceptable (ACK sent unless RST)")       \
+    X(tcp_rx_paws, "dropped: PAWS, timestamp older than TS.Recent (RFC 7323)")                     \
+    X(tcp_rx_ack_unsent, "dropped: ACK for data never sent (RFC 5961 5.2)")                        \
+    X(tcp_rx_ooo, "segments queued out of order")                                                   \
+    X(tcp_rx_ooo_dropped, "dropped: out-of-order queue full")                                      \
+    X(tcp_rx_queue_full, "dropped: in-order receive queue holds too many buffers")                  \
+    X(tcp_dupacks_rx, "duplicate ACKs received")                                                    \
+    X(tcp_rst_rx, "resets accepted")                                                                \
+    X(tcp_rst_tx, "resets sent")                                                                    \
+    X(tcp_challenge_acks, "challenge ACKs sent (RFC 5961)")                                         \
+    X(tcp_challenge_acks_limited, "challenge ACKs not sent: rate limit")                            \
+    X(tcp_active_opens, "connect() calls that sent a SYN")                                          \
+    X(tcp_passive_opens, "connections established from a listener")                                \
+    X(tcp_syn_queue_overflow, "SYNs dropped: listener's half-open queue full")                      \
+    X(tcp_accept_queue_overflow, "SYNs/ACKs dropped: listener's accept queue full")                \
+    X(tcp_no_tcb, "SYNs dropped: no free control block")                                           \
+    X(tcp_retransmits, "segments retransmitted (any cause)")                                        \
+    X(tcp_rto_events, "retransmission timeouts")                                                    \
+    X(tcp_fast_retransmits, "fast retransmits (loss recovery entered)")                             \
+    X(tcp_timeouts, "connections ended with ETIMEDOUT")                                             \
+    X(tcp_delayed_acks, "ACKs sent by the delayed-ACK timer")                                       \
+    X(tcp_zero_window_probes, "zero-window probes sent")                                            \
+    X(tcp_keepalive_probes, "keepalive probes sent")                                                \
+    X(tcp_aborts_on_close, "connections reset by close (unread data or SO_LINGER 0)")              \
+    X(tcp_aborts_on_data, "connections reset: data arrived after close")
 
 struct ns_stats {
 #define NS_STATS_FIELD(name, what) uint64_t name;

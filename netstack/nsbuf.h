@@ -31,6 +31,7 @@ struct nsbuf {
     /* Meta data for a queued received datagram (UDP: the sender). */
     be32_t peer_addr;
     be16_t peer_port;
+    uint32_t seq;                /* TCP: sequence number of data[0] while in an out-of-order queue */
 };
 
 static inline uint32_t nsbuf_headroom(const struct nsbuf *b) { return (uint32_t)(b->data - b->base); }

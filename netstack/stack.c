@@ -61,8 +61,15 @@ int ns_create(const struct ns_config *cfg, struct netdev *dev, uint64_t now_ns, 
     ns->icmp_tokens_at = now_ns;
     ns->next_ephemeral = NS_EPHEMERAL_PORT_MIN;
     ns->reasm.next_deadline = UINT64_MAX;
+    ns_tw_init(&ns->tw, now_ns);
     int rc = ns_arp_init(ns, cfg);
     if (rc < 0) {
+        free(ns);
+        return rc;
+    }
+    rc = ns_tcp_init(ns, cfg);
+    if (rc < 0) {
+        ns_arp_fini(ns);
         free(ns);
         return rc;
     }
@@ -77,6 +84,7 @@ void ns_destroy(struct netstack *ns)
     for (uint32_t i = 0; i < ns->ntx; i++)
         ns_buf_put(ns, ns->txq[i]);
     ns->ntx = 0;
+    ns_tcp_fini(ns);
     ns_arp_fini(ns);
     ns_udp_fini(ns);
     ns_ipv4_frag_fini(ns);       /* last: sockets hand its large buffers back first */
@@ -165,8 +173,63 @@ int ns_poll(struct netstack *ns, uint64_t now_ns)
         ns_arp_timers(ns);
         ns_ipv4_frag_timers(ns);
     }
+    ns_tw_run(&ns->tw, ns, ns->now);
     ns_flush(ns);
     return total;
+}
+
+uint64_t ns_next_timer(const struct netstack *ns)
+{
+    uint64_t t = ns_tw_next_ns(&ns->tw);
+    return t < ns->next_timer ? t : ns->next_timer;
+}
+
+#define EV_CAP (sizeof(((struct netstack *)0)->ev) / sizeof(((struct netstack *)0)->ev[0]))
+
+void ns_ev_push(struct netstack *ns, uint8_t proto, int sd)
+{
+    if (ns->ev_count == EV_CAP)
+        return;                  /* cannot happen: each socket is listed at most once */
+    ns->ev[(ns->ev_head + ns->ev_count) % EV_CAP] = (struct ns_ev_ref){ proto, sd };
+    ns->ev_count++;
+}
+
+void ns_ev_unlist(struct netstack *ns, uint8_t proto, int sd)
+{
+    /* Rare (a socket closed with an unread event): compact the ring without it. */
+    uint32_t n = ns->ev_count, w = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct ns_ev_ref r = ns->ev[(ns->ev_head + i) % EV_CAP];
+        if (r.proto == proto && r.sd == sd)
+            continue;
+        ns->ev[(ns->ev_head + w) % EV_CAP] = r;
+        w++;
+    }
+    ns->ev_count = w;
+}
+
+int ns_events(struct netstack *ns, struct ns_event *out, int n)
+{
+    int k = 0;
+    while (k < n && ns->ev_count) {
+        struct ns_ev_ref r = ns->ev[ns->ev_head];
+        ns->ev_head = (uint32_t)((ns->ev_head + 1) % EV_CAP);
+        ns->ev_count--;
+        bool live = false;
+        uint32_t ev;
+        if (r.proto == NS_PROTO_TCP) {
+            ev = ns_tcp_events_of(ns, r.sd, &live);
+        } else {
+            struct ns_udp_sock *u = &ns->udp[r.sd];
+            live = u->used && u->ev_dirty;
+            u->ev_dirty = false;
+            ev = NS_EV_OUT | (u->rx_head || u->err ? NS_EV_IN : 0) | (u->err ? NS_EV_ERR : 0);
+        }
+        if (!live)
+            continue;
+        out[k++] = (struct ns_event){ .proto = r.proto, .sd = r.sd, .events = ev };
+    }
+    return k;
 }
 
 void ns_stats_get(const struct netstack *ns, struct ns_stats *out) { *out = ns->st; }

@@ -59,6 +59,15 @@ void ns_udp_fini(struct netstack *ns)
             rxq_free(ns, &ns->udp[i]);
 }
 
+void ns_udp_mark(struct netstack *ns, int sd)
+{
+    struct ns_udp_sock *s = &ns->udp[sd];
+    if (s->ev_dirty)
+        return;
+    s->ev_dirty = true;
+    ns_ev_push(ns, NS_PROTO_UDP, sd);
+}
+
 int ns_udp_socket(struct netstack *ns)
 {
     for (int i = 0; i < NS_UDP_MAX_SOCKETS; i++) {
@@ -225,6 +234,8 @@ int ns_udp_close(struct netstack *ns, int sd)
     if (!s)
         return -EBADF;
     rxq_free(ns, s);
+    if (s->ev_dirty)
+        ns_ev_unlist(ns, NS_PROTO_UDP, sd);
     memset(s, 0, sizeof(*s));
     return 0;
 }
@@ -285,6 +296,7 @@ void ns_udp_input(struct netstack *ns, struct nsbuf *b, const struct ns_rxinfo *
         best->rx_head = b;
     best->rx_tail = b;
     best->rx_count++;
+    ns_udp_mark(ns, (int)(best - ns->udp));
     return;
 drop:
     ns_buf_put(ns, b);
@@ -298,6 +310,7 @@ void ns_udp_icmp_error(struct netstack *ns, const struct ns_ipv4_hdr *inner, con
         if (s->used && s->bound && s->connected && s->local.port == l4->sport && s->remote.addr == inner->dst &&
             s->remote.port == l4->dport) {
             s->err = err;
+            ns_udp_mark(ns, i);
             return;
         }
     }

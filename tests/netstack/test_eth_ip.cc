@@ -210,7 +210,7 @@ TEST_F(NsEthIp, UnknownProtocolGetsProtocolUnreachableTcpIsCounted)
     EXPECT_EQ(p.l4[1], NS_ICMP_UNREACH_PROTO);
     Bytes tcp(20, 0);
     inject(from_peer_ip(NS_IPPROTO_TCP, tcp));
-    EXPECT_EQ(stats().tcp_rx_unsupported, 1u);
+    EXPECT_EQ(stats().tcp_rx_bad_hlen, 1u);
     EXPECT_TRUE(tx().empty());
 }
 

@@ -1,0 +1,487 @@
+// TCP timers and loss recovery: RTO per RFC 6298 (doubling, Karn, ETIMEDOUT), SYN retries,
+// fast retransmit and NewReno partial ACKs, SACK blocks and SACK-based retransmission,
+// out-of-order reassembly, Nagle, zero-window probes, keepalive, user timeout, PAWS,
+// simultaneous open, ISNs; against a scripted peer.
+#include <errno.h>
+
+#include "tcp_harness.h"
+
+namespace {
+
+class NsTcpLoss : public TcpTest {
+protected:
+    // Advance in 1 ms steps until something is sent or `limit` ms pass; returns the ms waited.
+    uint64_t wait_tx(uint64_t limit)
+    {
+        for (uint64_t t = 1; t <= limit; t++) {
+            advance(1);
+            ns_flush(ns);
+            if (!dev.txq.empty())
+                return t;
+        }
+        return limit + 1;
+    }
+    struct ns_tcp_info info(int sd)
+    {
+        struct ns_tcp_info i;
+        EXPECT_EQ(ns_tcp_info(ns, sd, &i), 0);
+        return i;
+    }
+    void send_str(int sd, const std::string &s)
+    {
+        ASSERT_EQ(ns_tcp_send(ns, sd, s.data(), s.size()), int(s.size()));
+        ns_flush(ns);
+    }
+};
+
+TEST_F(NsTcpLoss, RtoDoublesThenTimesOut)
+{
+    int sd = open_passive();
+    uint32_t rto = info(sd).rto_ms;
+    EXPECT_EQ(rto, NS_TCP_RTO_MIN_MS) << "handshake RTT ~0: RTO at its floor";
+    send_str(sd, "data");
+    TcpSeg d = one();
+    ASSERT_EQ(d.payload, str_bytes("data"));
+    uint64_t expect = rto;
+    for (int i = 0; i < 5; i++) {
+        uint64_t waited = wait_tx(expect + 5);
+        EXPECT_GE(waited, expect) << "retransmission " << i;
+        EXPECT_LE(waited, expect + 1) << "retransmission " << i;
+        TcpSeg r = one();
+        EXPECT_EQ(r.seq, d.seq);
+        EXPECT_EQ(r.payload, d.payload);
+        expect *= 2;
+    }
+    EXPECT_EQ(info(sd).rto_events, 5u);
+    // Keep going until the retry limit: ETIMEDOUT.
+    for (int i = 0; i < 40 && state(sd) != NS_TCP_CLOSED; i++) {
+        advance(NS_TCP_RTO_MAX_MS);
+        segs();
+    }
+    EXPECT_EQ(state(sd), NS_TCP_CLOSED);
+    char b[4];
+    EXPECT_EQ(ns_tcp_recv(ns, sd, b, 4), -ETIMEDOUT);
+    EXPECT_EQ(stats().tcp_timeouts, 1u);
+    EXPECT_EQ(stats().tcp_rto_events, uint64_t(NS_TCP_RETRIES));
+}
+
+TEST_F(NsTcpLoss, KarnNoSampleFromRetransmission)
+{
+    int sd = open_passive();  // no timestamps: only timed segments give samples
+    send_str(sd, "a");
+    one();
+    advance(60);
+    peer_ack(snd + 1);        // 60 ms RTT sample
+    snd += 1;
+    uint32_t srtt = info(sd).srtt_us;
+    EXPECT_NEAR(double(srtt), (7.0 * 1 + 60000) / 8, 1000);
+    send_str(sd, "b");
+    one();
+    uint64_t w = wait_tx(5000);
+    ASSERT_LE(w, 5000u);
+    one();                     // the retransmission
+    uint32_t backed = info(sd).rto_ms;
+    advance(backed - 50);      // a late ACK would be a big sample if taken
+    segs();
+    peer_ack(snd + 1);
+    snd += 1;
+    EXPECT_EQ(info(sd).srtt_us, srtt) << "Karn: the ACK of a retransmitted segment is no sample";
+    EXPECT_EQ(info(sd).rto_ms, backed) << "backed-off RTO kept until a valid sample";
+    send_str(sd, "c");
+    one();
+    advance(10);
+    peer_ack(snd + 1);
+    EXPECT_LT(info(sd).rto_ms, backed);
+}
+
+TEST_F(NsTcpLoss, SynRetriesEndInEtimedout)
+{
+    int sd = ns_tcp_socket(ns);
+    ns_sockaddr r = sa(ipB(), pport);
+    ASSERT_EQ(ns_tcp_connect(ns, sd, &r), -EINPROGRESS);
+    ns_flush(ns);
+    TcpSeg syn = one();
+    uint64_t expect = NS_TCP_RTO_INIT_MS;
+    for (unsigned i = 0; i < NS_TCP_SYN_RETRIES; i++) {
+        advance(expect - 1);
+        EXPECT_TRUE(segs().empty());
+        advance(1);
+        TcpSeg s = one();
+        EXPECT_TRUE(s.has(NS_TCP_SYN));
+        EXPECT_EQ(s.seq, syn.seq);
+        expect *= 2;
+    }
+    advance(expect);
+    EXPECT_EQ(state(sd), NS_TCP_CLOSED);
+    EXPECT_TRUE(ns_tcp_events(ns, sd) & NS_EV_ERR);
+    int err = 0;
+    ns_tcp_getsockopt(ns, sd, NS_SO_ERROR, &err);
+    EXPECT_EQ(err, ETIMEDOUT);
+}
+
+TEST_F(NsTcpLoss, SynAckRetriesAndHalfOpenDropped)
+{
+    lsd = ns_tcp_socket(ns);
+    ns_sockaddr l = sa(0, lport);
+    ASSERT_EQ(ns_tcp_bind(ns, lsd, &l), 0);
+    ASSERT_EQ(ns_tcp_listen(ns, lsd, 4), 0);
+    peer_send(100, 0, NS_TCP_SYN);
+    TcpSeg sa1 = one();
+    // A retransmitted SYN gets the SYN-ACK again.
+    peer_send(100, 0, NS_TCP_SYN);
+    TcpSeg sa2 = one();
+    EXPECT_EQ(sa2.seq, sa1.seq);
+    int n = 0;
+    for (int i = 0; i < 200; i++) {
+        advance(1000);
+        n += int(segs().size());
+    }
+    EXPECT_EQ(n, int(NS_TCP_SYNACK_RETRIES));
+    // The half-open child is gone: its ACK now meets the listener, which resets.
+    peer_send(101, sa1.seq + 1, NS_TCP_ACK);
+    EXPECT_TRUE(one().has(NS_TCP_RST));
+}
+
+TEST_F(NsTcpLoss, FastRetransmitAndNewRenoPartialAck)
+{
+    TcpOpt o;
+    o.mss = 1000;
+    int sd = open_passive(o);
+    ASSERT_EQ(ns_tcp_setsockopt(ns, sd, NS_TCP_NODELAY, 1), 0);
+    std::string data(6000, 'x');
+    send_str(sd, data);
+    auto v = segs();
+    ASSERT_EQ(v.size(), 6u);
+    // Segments 1 and 3 lost: three duplicate ACKs for seg 1.
+    for (int i = 0; i < 2; i++)
+        peer_ack(snd);
+    EXPECT_TRUE(segs().empty());
+    peer_ack(snd);
+    TcpSeg r = one();
+    EXPECT_EQ(r.seq, snd) << "third duplicate ACK: fast retransmit";
+    EXPECT_EQ(r.payload.size(), 1000u);
+    EXPECT_EQ(stats().tcp_fast_retransmits, 1u);
+    EXPECT_EQ(info(sd).fast_retransmits, 1u);
+    // Partial ACK up to seg 3: NewReno retransmits it at once (RFC 6582).
+    peer_ack(snd + 2000);
+    auto p = segs();
+    ASSERT_GE(p.size(), 1u);
+    EXPECT_EQ(p[0].seq, snd + 2000);
+    // Full ACK ends recovery.
+    peer_ack(snd + 6000);
+    EXPECT_EQ(info(sd).unacked, 0u);
+    EXPECT_EQ(stats().tcp_rto_events, 0u);
+}
+
+TEST_F(NsTcpLoss, SackBlocksReportMostRecentFirst)
+{
+    TcpOpt o;
+    o.sackperm = true;
+    int sd = open_passive(o);
+    uint32_t base = pseq;
+    peer_send(base + 100, snd, NS_TCP_ACK, Bytes(100, 'b'));  // [100,200)
+    TcpSeg a = one();
+    EXPECT_EQ(a.ack, base) << "out of order: immediate duplicate ACK";
+    ASSERT_EQ(a.opt.sack.size(), 1u);
+    EXPECT_EQ(a.opt.sack[0], std::make_pair(base + 100, base + 200));
+    peer_send(base + 300, snd, NS_TCP_ACK, Bytes(100, 'd'));  // [300,400)
+    a = one();
+    ASSERT_EQ(a.opt.sack.size(), 2u);
+    EXPECT_EQ(a.opt.sack[0], std::make_pair(base + 300, base + 400));
+    EXPECT_EQ(a.opt.sack[1], std::make_pair(base + 100, base + 200));
+    peer_send(base + 200, snd, NS_TCP_ACK, Bytes(100, 'c'));  // joins both
+    a = one();
+    ASSERT_EQ(a.opt.sack.size(), 1u);
+    EXPECT_EQ(a.opt.sack[0], std::make_pair(base + 100, base + 400));
+    peer_send(base, snd, NS_TCP_ACK, Bytes(100, 'a'));        // fills the gap
+    a = one();
+    EXPECT_EQ(a.ack, base + 400) << "gap filled: immediate cumulative ACK";
+    EXPECT_TRUE(a.opt.sack.empty());
+    std::string got = recv_all(sd);
+    EXPECT_EQ(got, std::string(100, 'a') + std::string(100, 'b') + std::string(100, 'c') + std::string(100, 'd'));
+}
+
+TEST_F(NsTcpLoss, SackRecoveryRetransmitsOnlyHoles)
+{
+    TcpOpt o;
+    o.mss = 1000;
+    o.sackperm = true;
+    int sd = open_passive(o);
+    ASSERT_EQ(ns_tcp_setsockopt(ns, sd, NS_TCP_NODELAY, 1), 0);
+    send_str(sd, std::string(8000, 's'));
+    ASSERT_EQ(segs().size(), 8u);
+    // Segments 0 and 3 lost; the peer SACKs the rest as it arrives.
+    auto sack_ack = [&](std::vector<std::pair<uint32_t, uint32_t>> blocks) {
+        TcpOpt so;
+        so.sack = blocks;
+        peer_send(pseq, snd, NS_TCP_ACK, {}, 65535, so);
+    };
+    sack_ack({{snd + 1000, snd + 2000}});
+    sack_ack({{snd + 1000, snd + 3000}});
+    sack_ack({{snd + 4000, snd + 5000}, {snd + 1000, snd + 3000}});
+    auto r = segs();
+    ASSERT_GE(r.size(), 1u);
+    EXPECT_EQ(r[0].seq, snd);
+    bool hole3 = false;
+    for (auto &x : r) {
+        if (x.seq == snd + 3000)
+            hole3 = true;
+        bool in_sacked = (x.seq >= snd + 1000 && x.seq < snd + 3000) || (x.seq >= snd + 4000 && x.seq < snd + 5000);
+        EXPECT_FALSE(in_sacked) << "retransmitted SACKed data at +" << (x.seq - snd);
+    }
+    sack_ack({{snd + 4000, snd + 8000}, {snd + 1000, snd + 3000}});
+    r = segs();
+    for (auto &x : r) {
+        if (x.seq == snd + 3000)
+            hole3 = true;
+        bool in_sacked = (x.seq >= snd + 1000 && x.seq < snd + 3000) || (x.seq >= snd + 4000 && x.seq < snd + 8000);
+        EXPECT_FALSE(in_sacked) << "retransmitted SACKed data at +" << (x.seq - snd);
+    }
+    EXPECT_TRUE(hole3) << "second hole retransmitted";
+    peer_ack(snd + 8000);
+    EXPECT_EQ(info(sd).unacked, 0u);
+    EXPECT_EQ(stats().tcp_rto_events, 0u);
+}
+
+TEST_F(NsTcpLoss, OutOfOrderReassembly)
+{
+    int sd = open_passive();
+    uint32_t base = pseq;
+    peer_send(base + 20, snd, NS_TCP_ACK, str_bytes("CCCCCCCCCC"));
+    peer_send(base + 10, snd, NS_TCP_ACK, str_bytes("BBBBBBBBBB"));
+    peer_send(base + 15, snd, NS_TCP_ACK, str_bytes("bbbbbCCCCC"));  // overlapping duplicate
+    EXPECT_EQ(segs().size(), 3u) << "each out-of-order segment is ACKed at once";
+    char c;
+    EXPECT_EQ(ns_tcp_recv(ns, sd, &c, 1), -EAGAIN);
+    peer_send(base, snd, NS_TCP_ACK | NS_TCP_FIN, str_bytes("AAAAAAAAAA"));  // FIN after the gap... at 10
+    peer_send(base + 30, snd, NS_TCP_ACK | NS_TCP_FIN, {});
+    EXPECT_EQ(recv_all(sd), "AAAAAAAAAABBBBBBBBBBCCCCCCCCCC");
+    EXPECT_EQ(state(sd), NS_TCP_CLOSE_WAIT);
+    EXPECT_EQ(ns_tcp_recv(ns, sd, &c, 1), 0);
+}
+
+TEST_F(NsTcpLoss, NagleHoldsSmallSegmentsUnlessNoDelay)
+{
+    int sd = open_passive();
+    send_str(sd, "a");
+    EXPECT_EQ(one().payload, str_bytes("a"));
+    send_str(sd, "b");
+    send_str(sd, "c");
+    EXPECT_TRUE(segs().empty()) << "Nagle: small data waits while data is unacknowledged";
+    peer_ack(snd + 1);
+    TcpSeg s = one();
+    EXPECT_EQ(s.payload, str_bytes("bc"));
+    ASSERT_EQ(ns_tcp_setsockopt(ns, sd, NS_TCP_NODELAY, 1), 0);
+    send_str(sd, "d");
+    EXPECT_EQ(one().payload, str_bytes("d"));
+}
+
+TEST_F(NsTcpLoss, ZeroWindowProbes)
+{
+    TcpOpt o;
+    o.mss = 1000;
+    int sd = open_passive(o);
+    send_str(sd, std::string(500, 'z'));
+    one();
+    peer_ack(snd + 500, 0);  // all acked, window closed
+    snd += 500;
+    send_str(sd, std::string(300, 'y'));
+    EXPECT_TRUE(segs().empty());
+    uint64_t w1 = wait_tx(10000);
+    TcpSeg p1 = one();
+    EXPECT_EQ(p1.seq, snd - 1) << "probe with an old sequence number";
+    EXPECT_TRUE(p1.payload.empty());
+    peer_ack(snd, 0);
+    uint64_t w2 = wait_tx(20000);
+    one();
+    EXPECT_GT(w2, w1) << "probe interval backs off";
+    EXPECT_EQ(stats().tcp_zero_window_probes, 2u);
+    peer_ack(snd, 4000);     // window opens
+    TcpSeg d = one();
+    EXPECT_EQ(d.payload.size(), 300u);
+    EXPECT_EQ(d.seq, snd);
+}
+
+TEST_F(NsTcpLoss, KeepaliveProbesThenTimeout)
+{
+    int sd = open_passive();
+    ASSERT_EQ(ns_tcp_setsockopt(ns, sd, NS_TCP_KEEPIDLE, 10), 0);
+    ASSERT_EQ(ns_tcp_setsockopt(ns, sd, NS_TCP_KEEPINTVL, 2), 0);
+    ASSERT_EQ(ns_tcp_setsockopt(ns, sd, NS_TCP_KEEPCNT, 3), 0);
+    ASSERT_EQ(ns_tcp_setsockopt(ns, sd, NS_SO_KEEPALIVE, 1), 0);
+    advance(9990);
+    EXPECT_TRUE(segs().empty());
+    advance(20);
+    TcpSeg k = one();
+    EXPECT_EQ(k.seq, snd - 1);
+    EXPECT_EQ(k.flags, NS_TCP_ACK);
+    // Answered: the connection lives and idles again.
+    peer_ack(snd);
+    segs();
+    advance(2000);
+    EXPECT_TRUE(segs().empty());
+    EXPECT_EQ(state(sd), NS_TCP_ESTABLISHED);
+    advance(8100);
+    EXPECT_EQ(one().seq, snd - 1);
+    // Unanswered: 3 probes 2 s apart, then ETIMEDOUT.
+    for (int i = 0; i < 2; i++) {
+        advance(2000);
+        EXPECT_EQ(segs().size(), 1u);
+    }
+    advance(2000);
+    EXPECT_EQ(state(sd), NS_TCP_CLOSED);
+    char c;
+    EXPECT_EQ(ns_tcp_recv(ns, sd, &c, 1), -ETIMEDOUT);
+    EXPECT_EQ(stats().tcp_keepalive_probes, 4u);
+}
+
+TEST_F(NsTcpLoss, UserTimeoutEndsConnection)
+{
+    int sd = open_passive();
+    ASSERT_EQ(ns_tcp_setsockopt(ns, sd, NS_TCP_USER_TIMEOUT, 1500), 0);
+    send_str(sd, "never acked");
+    one();
+    for (int i = 0; i < 3000 && state(sd) != NS_TCP_CLOSED; i++)
+        advance(1);
+    EXPECT_EQ(state(sd), NS_TCP_CLOSED);
+    EXPECT_GE(now, 1000 * kMs + 1500 * kMs);
+    EXPECT_LE(now, 1000 * kMs + 1502 * kMs);
+    int err = 0;
+    ns_tcp_getsockopt(ns, sd, NS_SO_ERROR, &err);
+    EXPECT_EQ(err, ETIMEDOUT);
+}
+
+TEST_F(NsTcpLoss, PawsDropsOldTimestamps)
+{
+    TcpOpt o;
+    o.ts = true;
+    o.tsval = 1000;
+    int sd = open_passive(o);
+    TcpOpt t;
+    t.ts = true;
+    t.tsval = 2000;
+    peer_send(pseq, snd, NS_TCP_ACK, str_bytes("new"), 65535, t);
+    pseq += 3;
+    segs();
+    t.tsval = 1500;  // older than TS.Recent
+    peer_send(pseq, snd, NS_TCP_ACK, str_bytes("old"), 65535, t);
+    TcpSeg a = one();
+    EXPECT_EQ(a.ack, pseq) << "PAWS: dropped and ACKed";
+    EXPECT_EQ(stats().tcp_rx_paws, 1u);
+    EXPECT_EQ(a.opt.tsecr, 2000u);
+    EXPECT_EQ(recv_all(sd), "new");
+}
+
+TEST_F(NsTcpLoss, TimestampsGiveRttSamples)
+{
+    TcpOpt o;
+    o.ts = true;
+    o.tsval = 1;
+    int sd = open_passive(o);
+    ASSERT_EQ(ns_tcp_setsockopt(ns, sd, NS_TCP_NODELAY, 1), 0);
+    send_str(sd, "x");
+    TcpSeg d = one();
+    ASSERT_TRUE(d.opt.ts);
+    // Let it be retransmitted, then ACK echoing the ORIGINAL transmission's TSval:
+    // the timestamp makes the sample safe despite the retransmission (RFC 7323 4).
+    wait_tx(1000);
+    one();
+    TcpOpt t;
+    t.ts = true;
+    t.tsval = 5;
+    t.tsecr = d.opt.tsval;
+    peer_send(pseq, snd + 1, NS_TCP_ACK, {}, 65535, t);
+    EXPECT_GT(info(sd).srtt_us, 20000u) << "a ~200 ms sample from the echoed timestamp";
+}
+
+TEST_F(NsTcpLoss, WindowScaleApplied)
+{
+    TcpOpt o;
+    o.ws = 4;
+    int sd = open_passive(o);
+    ASSERT_GE(last_syn_opts.ws, 0);
+    int ours = last_syn_opts.ws;
+    // Our later windows are scaled by our shift.
+    peer_data(str_bytes("w"));
+    advance(NS_TCP_DELACK_MS + 1);
+    TcpSeg a = one();
+    uint32_t rcvbuf = NS_TCP_RCVBUF;
+    EXPECT_NEAR(double(uint32_t(a.win) << ours), double(rcvbuf), double(1u << ours) + 1);
+    // The peer's windows are scaled by its shift.
+    peer_ack(snd, 100);
+    EXPECT_EQ(info(sd).snd_wnd, 100u << 4);
+}
+
+TEST_F(NsTcpLoss, SimultaneousOpen)
+{
+    int sd = ns_tcp_socket(ns);
+    ns_sockaddr r = sa(ipB(), pport);
+    ASSERT_EQ(ns_tcp_connect(ns, sd, &r), -EINPROGRESS);
+    ns_flush(ns);
+    TcpSeg syn = one();
+    lport = syn.sport;
+    peer_send(peer_iss, 0, NS_TCP_SYN);  // the peer's own SYN crosses ours
+    TcpSeg sa_ = one();
+    EXPECT_TRUE(sa_.has(NS_TCP_SYN | NS_TCP_ACK));
+    EXPECT_EQ(sa_.seq, syn.seq);
+    EXPECT_EQ(sa_.ack, peer_iss + 1);
+    EXPECT_EQ(state(sd), NS_TCP_SYN_RECEIVED);
+    peer_send(peer_iss, syn.seq + 1, NS_TCP_SYN | NS_TCP_ACK);
+    EXPECT_EQ(state(sd), NS_TCP_ESTABLISHED);
+    EXPECT_TRUE(ns_tcp_events(ns, sd) & NS_EV_OUT);
+}
+
+TEST_F(NsTcpLoss, InitialSequenceNumbersDependOnTupleAndClock)
+{
+    auto syn_seq = [&](uint16_t rport) {
+        int sd = ns_tcp_socket(ns);
+        ns_sockaddr r = sa(ipB(), rport);
+        EXPECT_EQ(ns_tcp_connect(ns, sd, &r), -EINPROGRESS);
+        ns_flush(ns);
+        TcpSeg s = one();
+        ns_tcp_close(ns, sd);
+        return s.seq;
+    };
+    uint32_t a = syn_seq(1111), b = syn_seq(2222);
+    EXPECT_NE(a, b);
+    now += 4000 * 1000;  // 4 ms: the clock part moves by 1000
+    uint32_t c = syn_seq(1111);
+    EXPECT_NE(a, c);
+}
+
+TEST_F(TcpPair, LossyLinkTransferCompletes)
+{
+    auto [c, s] = connect_pair();
+    std::string big(200000, '\0');
+    for (size_t i = 0; i < big.size(); i++)
+        big[i] = char(i * 7 + i / 251);
+    size_t sent = 0;
+    std::string got;
+    unsigned n = 0;
+    for (int round = 0; round < 200000 && got.size() < big.size(); round++) {
+        if (sent < big.size()) {
+            int k = ns_tcp_send(a, c, big.data() + sent, big.size() - sent);
+            if (k > 0)
+                sent += size_t(k);
+        }
+        ns_poll(a, now);
+        ns_poll(b, now);
+        for (auto &f : da.take_tx())
+            if (++n % 9 != 0)        // lose every 9th frame each way
+                ASSERT_TRUE(db.inject(f));
+        for (auto &f : db.take_tx())
+            if (++n % 9 != 0)
+                ASSERT_TRUE(da.inject(f));
+        now += 1000000;          // 1 ms per round
+        got += drain(b, s);
+    }
+    EXPECT_EQ(got.size(), big.size());
+    EXPECT_TRUE(got == big);
+    ns_stats st;
+    ns_stats_get(a, &st);
+    EXPECT_GT(st.tcp_retransmits, 0u);
+    ns_tcp_close(a, c);
+    ns_tcp_close(b, s);
+}
+
+}  // namespace
