@@ -59,6 +59,7 @@
 #define CL_FLAG_NS 20000ull       /* ops idle this long ask the peer for a wake-up (below the core's spin) */
 #define CL_TICK_NS 1000000ull     /* while an op waits with no wake-up armed, the core's sleep is cut to this */
 #define CL_SLOW_TICK_NS 50000000ull /* when every waiting op has a wake-up armed: only to notice a dead peer */
+#define CL_DRAIN_POLLS 64u /* after a wake-up is disarmed, polls during which a late byte is still drained often */
 #define CL_TAKE_MAX_NS 100000000ull /* a process sharing a connection's side holds its rings no longer */
 #define CL_STALE_S 2              /* an unlocked connection file older than this is litter of dead processes */
 
@@ -163,6 +164,7 @@ struct cl_sock {
     uint64_t next_check_ns;
     bool dead;
     bool suspect;        /* the peer's lock was gone at the last check */
+    uint32_t moved, moved_seen; /* ring progress (bumped when bytes move), as of the last liveness check */
     uint64_t take_since; /* side_take failing since */
     int peer_wfd;        /* the peer's wake pipe, opened through /proc, or -1 */
     uint64_t peer_wreg;  /* the registration peer_wfd was opened for */
@@ -181,8 +183,8 @@ static struct {
     size_t ntab;
     struct cl_sock *all;
     unsigned nflagged; /* sockets with a wake-up armed: the wake pipe is drained at each poll while > 0 */
-    uint64_t drain_until; /* and for a while after a wake-up was disarmed or a connect answered (late bytes) */
-    uint32_t nquiet;      /* polls without a reason to drain: every 64th drains anyway (a byte nobody expected) */
+    uint32_t drain_polls; /* polls left after a wake-up was disarmed or a connect answered (late bytes may come) */
+    uint32_t npolls_drain; /* drain every 8th poll while a byte may come, every 64th otherwise */
     /*
      * Waiting: the core sleeps on wait_fd, our epoll set holding catnap's set, a
      * timerfd, our wake pipe and the kernel fds of listeners with accepts pending.
@@ -264,7 +266,7 @@ static void set_flag(struct cl_sock *s, bool on)
         cl.nflagged++;
     } else {
         cl.nflagged--;
-        cl.drain_until = core_now_ns() + CL_TICK_NS;
+        cl.drain_polls = CL_DRAIN_POLLS;
     }
 }
 
@@ -566,6 +568,11 @@ static bool peer_gone(struct cl_sock *s)
     if (now < s->next_check_ns)
         return false;
     s->next_check_ns = now + CL_LIVENESS_NS;
+    if (s->moved != s->moved_seen) {
+        /* Bytes moved since the last look: the peer was there; a busy connection costs no check. */
+        s->moved_seen = s->moved;
+        return false;
+    }
     /* By name: keeping an fd per connection would cost programs that size fd tables by connections (wrk). */
     int fd = shm_open(s->cname, O_RDONLY | O_CLOEXEC, 0);
     bool held = fd >= 0 ? ofd_held(fd, 1 - s->side, 1) : errno != ENOENT;
@@ -827,8 +834,10 @@ again:
         core_op_complete_pop(op, &sga);
         done++;
     }
-    if (published)
+    if (published) {
+        s->moved++;
         wake_peer(s);
+    }
 
     bool waiting = s->pushes.head != NULL || s->pops.head != NULL;
     if (done > 0 || !waiting) {
@@ -1741,11 +1750,16 @@ static int cl_poll(void)
     if (!cl.ring_busy || (++cl.npolls % CL_KPOLL_EVERY) == 0)
         done += cl.kn->poll();
     /*
-     * Wake-ups that arrive from here on leave the pipe readable, so the next sleep is
-     * short. A byte left in it would keep our epoll set readable (a busy loop), so it
-     * is drained whenever one may come, and now and then regardless.
+     * Bytes in our wake pipe only end a sleep: every waiting operation is looked at
+     * below anyway. A byte left in it would keep our epoll set readable, so the core
+     * would poll instead of sleeping; it is drained at the start of a poll (so what
+     * it announced is found below), every 8th poll while bytes may come and every
+     * 64th otherwise: a few spare polls, not a system call per poll.
      */
-    if (cl.nflagged > 0 || (cl.drain_until != 0 && core_now_ns() < cl.drain_until) || (++cl.nquiet & 63u) == 0)
+    bool expect = cl.nflagged > 0 || cl.drain_polls > 0;
+    if (cl.drain_polls > 0)
+        cl.drain_polls--;
+    if ((++cl.npolls_drain & (expect ? 7u : 63u)) == 0)
         drain_wake_pipe();
     bool busy = false, urgent = false;
     uint64_t me = my_wake_reg();
@@ -1771,7 +1785,7 @@ static int cl_poll(void)
             int d = conn_progress(s);
             done += d;
             if (connecting)
-                cl.drain_until = core_now_ns() + CL_TICK_NS; /* the acceptor's wake-up may come after its answer */
+                cl.drain_polls = CL_DRAIN_POLLS; /* the acceptor's wake-up may come after its answer */
             if (connecting && d > 0) {
                 /* s may be gone (sent to the kernel or refused) */
                 busy = true;
