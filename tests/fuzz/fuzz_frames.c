@@ -43,6 +43,7 @@ struct fuzz {
     int conn;                    /* our SYN_SENT connection */
     int tcp[MAX_TCP];            /* accepted sockets */
     int ntcp;
+    bool closing;                /* in world_fini: what is sent now is not the input's doing */
     /* From our SYN-ACK to the set-up handshake. */
     bool seen_synack;
     uint32_t synack_seq, last_tsval;
@@ -148,7 +149,7 @@ static uint16_t fake_tx(struct netdev *d, struct nsbuf **bufs, uint16_t n)
     struct fuzz *f = d->priv;
     for (uint16_t i = 0; i < n; i++) {
         check_tx(f, bufs[i]);
-        if (fuzz_tx_hook)
+        if (fuzz_tx_hook && !f->closing)
             fuzz_tx_hook(bufs[i]->data, bufs[i]->len);
         if (--bufs[i]->refcnt == 0)
             nsbuf_pool_put(bufs[i]);
@@ -336,6 +337,18 @@ static void world_init(struct fuzz *f)
 
 static void world_fini(struct fuzz *f)
 {
+    /* FUZZ_STATS=1: print the counters each input moved (to check what a seed exercises). */
+    static int verbose = -1;
+    if (verbose < 0)
+        verbose = getenv("FUZZ_STATS") != NULL;
+    if (verbose) {
+        struct ns_stats st;
+        ns_stats_get(f->ns, &st);
+        for (size_t i = 0; i < NS_STATS_COUNT; i++)
+            if (ns_stats_value(&st, i))
+                fprintf(stderr, "  %s %llu\n", ns_stats_name(i), (unsigned long long)ns_stats_value(&st, i));
+    }
+    f->closing = true;
     for (int i = 0; i < 3; i++)
         if (f->udp[i] >= 0)
             ns_udp_close(f->ns, f->udp[i]);

@@ -37,8 +37,9 @@
 #define FUZZ_PEER_TSVAL 5000u      /* the peer's timestamp in the set-up handshake */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-/* Called with every frame the stack transmits when set (the corpus generator
- * uses it to learn sequence numbers); NULL in the fuzzer. */
+/* Called with every frame the stack transmits while the input runs (not the
+ * final close) when set: the corpus generator learns sequence numbers from
+ * it. NULL in the fuzzer. */
 extern void (*fuzz_tx_hook)(const uint8_t *frame, uint32_t len);
 
 #endif

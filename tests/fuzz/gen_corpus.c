@@ -52,8 +52,11 @@ static void rec(struct input *in, uint8_t dt, uint8_t act, const uint8_t *frame,
     p[1] = act;
     p[2] = (uint8_t)(len >> 8);
     p[3] = (uint8_t)len;
-    if (len)
+    /* No frame but a length (an action size): zeros, which the stack drops (MAC 0 is not ours). */
+    if (len && frame)
         memcpy(p + 4, frame, len);
+    else if (len)
+        memset(p + 4, 0, len);
     in->n += 4 + len;
 }
 
@@ -501,10 +504,10 @@ static void seeds_tcp(void)
     /* Our data, lost: retransmissions, then SACK blocks and duplicate ACKs from the peer. */
     in.n = 0;
     conv_est(&in, &c);
+    uint32_t una = c.rcv, mss = 1448;    /* 1460 less the timestamp option */
     rec(&in, 0, FUZZ_ACT_TCP_SEND, NULL, 1400);
     rec(&in, 0, FUZZ_ACT_TCP_SEND, NULL, 1400);
     conv_sync(&in, &c);
-    uint32_t una = c.rcv - 2 * 1400 * 7;
     {
         uint8_t o[40];
         size_t k = ts_opts(o, c.tsval + 5, g_seen[c.port].tsval);
@@ -512,14 +515,15 @@ static void seeds_tcp(void)
         o[k++] = NS_TCPOPT_NOP;
         o[k++] = NS_TCPOPT_SACK;
         o[k++] = 18;
-        put32(o + k, una + 2800);
-        put32(o + k + 4, una + 5600);
-        put32(o + k + 8, una + 8400);
-        put32(o + k + 12, una + 11200);
+        put32(o + k, una + 2 * mss);
+        put32(o + k + 4, una + 4 * mss);
+        put32(o + k + 8, una + 5 * mss);
+        put32(o + k + 12, una + 7 * mss);
         k += 16;
+        /* A new ACK for the first segment, then three duplicates with SACK blocks: fast retransmit. */
         for (int i = 0; i < 4; i++) {
-            struct tcpspec d = { .sport = c.port, .dport = c.dport, .seq = c.snd, .ack = una + 1400, .flags = NS_TCP_ACK,
-                                 .win = 65535, .opts = o, .olen = k };
+            struct tcpspec d = { .sport = c.port, .dport = c.dport, .seq = c.snd, .ack = una + mss, .flags = NS_TCP_ACK,
+                                 .win = 65535, .opts = o, .olen = i == 0 ? 12 : k };
             rec(&in, 1, 0, f, tcp_frame(f, &d, NULL, 0));
         }
     }
