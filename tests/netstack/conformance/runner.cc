@@ -139,7 +139,7 @@ private:
     bool match(const Line &l, Flow &f, const WireSeg &s, std::string *why);
     bool sock_of(const std::string &name, int *sd);
     bool expect_int(const Line &l, const std::string &what, int64_t actual, bool errno_result);
-    bool fail(const Line *l, const std::string &msg);
+    bool fail(const Line *l, const std::string &msg, const std::string &actual = "");
     void trace(const std::string &s)
     {
         if (verbose_)
@@ -165,12 +165,14 @@ private:
     uint32_t peer_isn_ = 1000000;
 };
 
-bool Runner::fail(const Line *l, const std::string &msg)
+bool Runner::fail(const Line *l, const std::string &msg, const std::string &actual)
 {
     std::ostringstream o;
     o << path_ << ":" << (l ? l->lineno : 0) << ": error at " << secs(now_) << ": " << msg << "\n";
     if (l)
-        o << "  script line: " << l->text << "\n";
+        o << (l->is_seg && !l->seg.inbound ? "  expected: " : "  line:     ") << l->text << "\n";
+    if (!actual.empty())
+        o << "  actual:   " << actual << "\n";
     log_ += o.str();
     return false;
 }
@@ -254,8 +256,7 @@ bool Runner::check_quiet(const char *when)
     if (tx_.empty())
         return true;
     const TxFrame &f = tx_.front();
-    std::string s = std::string("unexpected segment ") + when + ": sent at " + secs(f.t) + ": " + show_frame(f.frame);
-    return fail(nullptr, s);
+    return fail(nullptr, std::string("unexpected segment ") + when, secs(f.t) + " " + show_frame(f.frame));
 }
 
 Flow &Runner::flow(int rport)
@@ -419,6 +420,14 @@ bool Runner::match(const Line &l, Flow &f, const WireSeg &s, std::string *why)
         f.ts_known = false;
     }
     uint32_t isn = f.isn_known ? f.isn : 0;
+    for (const WireOpt &w : s.opts)
+        if (w.kind == NS_TCPOPT_TIMESTAMP) {
+            if (!f.ts_known) {
+                f.ts_known = true;
+                f.ts_base = w.a;
+            }
+            f.ts_last = w.a;
+        }
     // PSH is the sender's business (RFC 9293 3.9.1): not compared.
     uint8_t mask = uint8_t(~NS_TCP_PSH);
     if ((s.flags & mask) != (e.flags & mask)) {
@@ -445,16 +454,6 @@ bool Runner::match(const Line &l, Flow &f, const WireSeg &s, std::string *why)
                 return false;
             }
     // Options: compared ignoring NOP/EOL padding and order, except SACK blocks keep theirs.
-    const WireOpt *ts = nullptr;
-    for (const WireOpt &w : s.opts)
-        if (w.kind == NS_TCPOPT_TIMESTAMP)
-            ts = &w;
-    if (ts && !f.ts_known) {
-        f.ts_known = true;
-        f.ts_base = ts->a;
-    }
-    if (ts)
-        f.ts_last = ts->a;
     if (e.opts_any)
         return true;
     std::vector<const WireOpt *> got;
@@ -594,7 +593,7 @@ bool Runner::do_outbound(const Line &l)
         why = "sent at " + secs(fr.t) + ", too early (window " + secs(lo) + " .. " + secs(hi) + ")";
     }
     if (!ok)
-        return fail(&l, why + "\n  expected: " + l.text + "\n  actual:   " + secs(fr.t) + " " + show(s));
+        return fail(&l, why, secs(fr.t) + " " + show(s));
     prev_ = fr.t;
     return true;
 }
@@ -851,7 +850,7 @@ bool Runner::do_line(const Line &l)
     advance(t, false);
     if (!tx_.empty()) {
         const TxFrame &f = tx_.front();
-        return fail(&l, "unexpected segment sent at " + secs(f.t) + " before this line: " + show_frame(f.frame));
+        return fail(&l, "unexpected segment before this line", secs(f.t) + " " + show_frame(f.frame));
     }
     prev_ = now_;
     return l.is_seg ? do_inbound(l) : do_call(l);
