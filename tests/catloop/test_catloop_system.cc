@@ -906,14 +906,14 @@ int reuseport_listener(uint16_t port, bool reuseport, int *err)
     return qd;
 }
 
-/* Serve one-byte questions with mark until no connection comes for 2 s. */
+/* Serve one-byte questions with mark until no connection comes for 2 s (the first may take longer to come). */
 void serve_marks(int l, char mark)
 {
-    for (;;) {
+    for (bool first = true;; first = false) {
         demi_qtoken_t qt;
         CHECK_DEMI(demi_accept(&qt, l));
         demi_qresult_t qr;
-        struct timespec to = {2, 0};
+        struct timespec to = first ? secs(kOpTimeoutS) : secs(2);
         int rc = demi_wait(&qr, qt, &to);
         if (rc == ETIMEDOUT)
             return;
