@@ -133,6 +133,8 @@ void ns_buf_free(struct netstack *ns, struct nsbuf *b);
     X(udp_rx_queue_full, "dropped: socket receive queue full")                                      \
     X(tcp_rx, "TCP segments received")                                                              \
     X(tcp_tx, "TCP segments sent")                                                                  \
+    X(tcp_tx_too_big, "TCP segments not sent: larger than the MTU (a bug if ever non-zero)")         \
+    X(tcp_tx_ip_error, "TCP segments the IP layer refused (no route, no buffer ...)")             \
     X(tcp_rx_bad_hlen, "dropped: shorter than a TCP header or data offset out of range")           \
     X(tcp_rx_bad_cksum, "dropped: TCP checksum")                                                    \
     X(tcp_rx_bad_port, "dropped: TCP port 0")                                                       \
@@ -264,7 +266,7 @@ int ns_tcp_socket(struct netstack *ns);
 /* addr 0 or ours; port 0 picks an ephemeral port. -EADDRINUSE (unless SO_REUSEADDR
  * and no listener / live connection has it, as Linux), -EADDRNOTAVAIL, -EINVAL if bound. */
 int ns_tcp_bind(struct netstack *ns, int sd, const struct ns_sockaddr *local);
-/* backlog bounds the accept queue; the SYN queue is bounded by NS_TCP_SYN_BACKLOG. */
+/* The accept queue holds backlog + 1 connections (as Linux); the SYN queue is bounded by NS_TCP_SYN_BACKLOG. */
 int ns_tcp_listen(struct netstack *ns, int sd, int backlog);
 /* A new socket for the oldest established connection (its peer in *peer), or -EAGAIN. */
 int ns_tcp_accept(struct netstack *ns, int sd, struct ns_sockaddr *peer);

@@ -180,8 +180,17 @@ int ns_poll(struct netstack *ns, uint64_t now_ns)
 
 uint64_t ns_next_timer(const struct netstack *ns)
 {
+    /* The real deadlines (TCP wheel, ARP retries/expiry, reassembly), so an idle
+     * stack lets its caller sleep; ns_poll scans ARP at most every tick anyway. */
     uint64_t t = ns_tw_next_ns(&ns->tw);
-    return t < ns->next_timer ? t : ns->next_timer;
+    for (unsigned i = 0; i < NS_ARP_CACHE_SIZE; i++) {
+        const struct ns_arp_entry *e = &ns->arp[i];
+        if ((e->state == NS_ARP_INCOMPLETE || e->state == NS_ARP_REACHABLE) && e->deadline < t)
+            t = e->deadline;
+    }
+    if (ns->reasm.next_deadline < t)
+        t = ns->reasm.next_deadline;
+    return t;
 }
 
 #define EV_CAP (sizeof(((struct netstack *)0)->ev) / sizeof(((struct netstack *)0)->ev[0]))

@@ -132,7 +132,7 @@ static void listen_input(struct netstack *ns, struct ns_tcb *lis, const struct n
         ns->st.tcp_syn_queue_overflow++;
         return;
     }
-    if (lis->acc_count >= lis->backlog) {
+    if (lis->acc_count > lis->backlog) {
         ns->st.tcp_accept_queue_overflow++;  /* Linux drops the SYN too */
         return;
     }
@@ -418,12 +418,9 @@ static void enter_recovery(struct netstack *ns, struct ns_tcb *t)
     ns->st.tcp_fast_retransmits++;
     ns_cc_on_congestion(&t->cc, flight, ns->now);
     t->snd_nxt = t->snd_max;
-    tcp_retransmit_head(ns, t);
+    uint32_t end = tcp_retransmit_head(ns, t);
     if (t->sack_ok) {
-        uint32_t data_end = t->snd_buf_seq + t->sbuf_len;
-        t->high_rxt = seq_min(t->snd_una + t->snd_mss, data_end);
-        if (SEQ_LT(t->high_rxt, t->snd_una))
-            t->high_rxt = t->snd_una;
+        t->high_rxt = end;
     } else {
         t->cc.cwnd = t->cc.ssthresh + NS_TCP_DUPTHRESH * t->snd_mss;
     }
@@ -611,6 +608,7 @@ static void established_input(struct netstack *ns, struct ns_tcb *t, struct nsbu
         fl &= (uint8_t)~NS_TCP_SYN;
         s->flags = fl;
         seglen--;
+        t->ack_now = true;       /* as Linux: the SYN-ACK is a retransmission to ACK */
     }
     if (!seq_acceptable(t, s->seq, seglen)) {
         ns->st.tcp_rx_out_of_window++;

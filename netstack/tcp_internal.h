@@ -203,9 +203,11 @@ void tcp_send_reset_for(struct netstack *ns, const struct ns_rxinfo *ri, const s
 void tcp_send_rst(struct netstack *ns, struct ns_tcb *t);
 void tcp_send_challenge_ack(struct netstack *ns, struct ns_tcb *t);
 uint32_t tcp_rcv_window(const struct ns_tcb *t);
-void tcp_retransmit_head(struct netstack *ns, struct ns_tcb *t);
+/* Resend the segment at snd_una; returns the sequence number after it. */
+uint32_t tcp_retransmit_head(struct netstack *ns, struct ns_tcb *t);
 void tcp_sack_output(struct netstack *ns, struct ns_tcb *t);
 void tcp_update_mss(struct netstack *ns, struct ns_tcb *t);
+uint32_t tcp_seg_max(const struct netstack *ns, const struct ns_tcb *t);
 uint32_t tcp_sacked_bytes(const struct ns_tcb *t);
 
 /* tcp_timer.c */

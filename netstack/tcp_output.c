@@ -24,6 +24,20 @@ void tcp_update_mss(struct netstack *ns, struct ns_tcb *t)
     t->snd_mss = mss;
 }
 
+/* Payload bytes the next segment may carry: the MSS less the option bytes it
+ * will really carry (SACK blocks come and go), so header + data never exceed
+ * the MTU (RFC 9293 3.7.1, Linux tcp_current_mss). */
+uint32_t tcp_seg_max(const struct netstack *ns, const struct ns_tcb *t)
+{
+    uint32_t opt = t->ts_ok ? 12 : 0;
+    if (t->sack_ok && t->nrsack)
+        opt += 4 + 8 * u32min(t->nrsack, t->ts_ok ? 3 : 4);
+    uint32_t room = ns->mtu - NS_IPV4_HLEN - NS_TCP_HLEN - opt;
+    uint32_t mss = t->snd_mss + (t->ts_ok ? 12 : 0);   /* snd_mss already counts the timestamps */
+    mss = mss > opt ? mss - opt : 1;
+    return u32min(mss, room);
+}
+
 static uint32_t our_mss(const struct netstack *ns, const struct ns_tcb *t)
 {
     uint32_t mss = ns->mtu - NS_IPV4_HLEN - NS_TCP_HLEN;
@@ -154,6 +168,11 @@ int tcp_xmit(struct netstack *ns, struct ns_tcb *t, uint32_t seq, uint32_t len, 
     uint8_t opts[40];
     uint32_t olen = build_options(opts, ns, t, flags);
     uint32_t hlen = NS_TCP_HLEN + olen;
+    if (hlen + len + NS_IPV4_HLEN > ns->mtu) {
+        ns->st.tcp_tx_too_big++;     /* a sizing bug: never let it vanish silently */
+        ns_buf_put(ns, b);
+        return -EMSGSIZE;
+    }
     uint8_t *p = nsbuf_append(b, hlen + len);
     if (!p) {
         ns->st.tx_nobuf++;
@@ -188,13 +207,19 @@ int tcp_xmit(struct netstack *ns, struct ns_tcb *t, uint32_t seq, uint32_t len, 
         t->ack_now = false;
         ns_tw_cancel(&ns->tw, &t->t_dack);
     }
-    ns->st.tcp_tx++;
-    return ns_ipv4_output(ns, b, t->remote.addr, NS_IPPROTO_TCP);
+    int rc = ns_ipv4_output(ns, b, t->remote.addr, NS_IPPROTO_TCP);
+    if (rc == 0)
+        ns->st.tcp_tx++;
+    else
+        ns->st.tcp_tx_ip_error++;
+    return rc;
 }
 
 void tcp_send_ack(struct netstack *ns, struct ns_tcb *t)
 {
-    tcp_xmit(ns, t, t->snd_nxt, 0, NS_TCP_ACK);
+    /* snd_max, not snd_nxt: after an RTO rewinds snd_nxt the peer may hold more
+     * than snd_nxt and would find the ACK below its window (4.4BSD does the same). */
+    tcp_xmit(ns, t, t->snd_max, 0, NS_TCP_ACK);
 }
 
 void tcp_send_syn(struct netstack *ns, struct ns_tcb *t)
@@ -349,7 +374,7 @@ void tcp_sack_output(struct netstack *ns, struct ns_tcb *t)
                 }
         }
         if (SEQ_LT(s, hisack)) {
-            uint32_t e = seq_min(hisack, s + t->snd_mss);
+            uint32_t e = seq_min(hisack, s + tcp_seg_max(ns, t));
             for (uint32_t i = 0; i < t->nsb; i++)
                 if (SEQ_GT(t->sb[i].start, s) && SEQ_LT(t->sb[i].start, e))
                     e = t->sb[i].start;
@@ -368,7 +393,7 @@ void tcp_sack_output(struct netstack *ns, struct ns_tcb *t)
         uint32_t off = t->snd_max - t->snd_buf_seq;
         uint32_t avail = off < t->sbuf_len ? t->sbuf_len - off : 0;
         uint32_t wl = SEQ_GT(t->snd_una + t->snd_wnd, t->snd_max) ? t->snd_una + t->snd_wnd - t->snd_max : 0;
-        uint32_t len = u32min(u32min(avail, t->snd_mss), wl);
+        uint32_t len = u32min(u32min(avail, tcp_seg_max(ns, t)), wl);
         bool fin = t->wr_shut && !t->fin_sent && len == avail;
         if (len == 0 && !fin)
             break;
@@ -382,14 +407,15 @@ void tcp_sack_output(struct netstack *ns, struct ns_tcb *t)
         tcp_send_ack(ns, t);
 }
 
-void tcp_retransmit_head(struct netstack *ns, struct ns_tcb *t)
+uint32_t tcp_retransmit_head(struct netstack *ns, struct ns_tcb *t)
 {
     uint32_t data_end = t->snd_buf_seq + t->sbuf_len;
-    uint32_t len = SEQ_LT(t->snd_una, data_end) ? u32min(data_end - t->snd_una, t->snd_mss) : 0;
+    uint32_t len = SEQ_LT(t->snd_una, data_end) ? u32min(data_end - t->snd_una, tcp_seg_max(ns, t)) : 0;
     bool fin = t->fin_sent && t->snd_una + len == t->fin_seq;
     if (len == 0 && !fin)
-        return;
+        return t->snd_una;
     send_data(ns, t, t->snd_una, len, fin, true);
+    return t->snd_una + len + (fin ? 1 : 0);
 }
 
 void tcp_output(struct netstack *ns, struct ns_tcb *t)
@@ -407,18 +433,23 @@ void tcp_output(struct netstack *ns, struct ns_tcb *t)
     for (;;) {
         uint32_t off = t->snd_nxt - t->snd_buf_seq;
         avail = off < t->sbuf_len ? t->sbuf_len - off : 0;
-        uint32_t wnd = u32min(t->snd_wnd, t->cc.cwnd);
+        /* RFC 3042 limited transmit: each of the first two duplicate ACKs lets one
+         * new segment out beyond cwnd. */
+        uint32_t cwnd = t->cc.cwnd;
+        if (!t->in_recovery && t->dupacks && t->dupacks < NS_TCP_DUPTHRESH && !SEQ_LT(t->snd_nxt, t->snd_max))
+            cwnd += t->dupacks * t->snd_mss;
+        uint32_t wnd = u32min(t->snd_wnd, cwnd);
         uint32_t fl = t->snd_nxt - t->snd_una;
         uint32_t usable = wnd > fl ? wnd - fl : 0;
-        /* The peer's window bounds what we may send beyond snd_una. */
-        uint32_t len = u32min(u32min(avail, t->snd_mss), usable);
+        uint32_t seg = tcp_seg_max(ns, t);
+        uint32_t len = u32min(u32min(avail, seg), usable);
         bool fin = t->wr_shut && len == avail && off <= t->sbuf_len && !(t->fin_sent && SEQ_GT(t->snd_nxt, t->fin_seq));
         if (len == 0 && !fin)
             break;
-        if (len < avail && len < t->snd_mss && len < t->max_snd_wnd / 2)
+        if (len < avail && len < seg && len < t->max_snd_wnd / 2)
             break;               /* sender SWS avoidance: wait for a useful window */
         bool rtx = SEQ_LT(t->snd_nxt, t->snd_max);
-        if (len && len == avail && len < t->snd_mss && !fin && !t->nodelay && !rtx && t->snd_max != t->snd_una)
+        if (len && len == avail && len < seg && !fin && !t->nodelay && !rtx && t->snd_max != t->snd_una)
             break;               /* Nagle: one small segment in flight at a time */
         if (send_data(ns, t, t->snd_nxt, len, fin, len == avail) < 0)
             break;

@@ -340,7 +340,7 @@ void tcp_enter_time_wait(struct netstack *ns, struct ns_tcb *t)
 bool tcp_child_established(struct netstack *ns, struct ns_tcb *t)
 {
     struct ns_tcb *lis = t->parent;
-    if (lis->acc_count >= lis->backlog) {
+    if (lis->acc_count > lis->backlog) {  /* backlog + 1 fit, as Linux's sk_acceptq_is_full */
         ns->st.tcp_accept_queue_overflow++;
         return false;
     }

@@ -177,7 +177,7 @@ static void keep_fire(struct netstack *ns, struct ns_timer *tm)
         return;
     case NS_TCP_FIN_WAIT_2:
         if (!t->user) {
-            tcp_send_rst(ns, t);  /* Linux ends an orphan's FIN_WAIT_2 with a reset */
+            /* Silent, as Linux's FIN_WAIT2 timewait expiry; a later segment meets no socket and gets a reset. */
             tcp_close_conn(ns, t, 0);
             return;
         }
@@ -204,6 +204,7 @@ static void keep_fire(struct netstack *ns, struct ns_timer *tm)
         return;
     }
     if (t->keep_probes >= t->keepcnt) {
+        tcp_send_rst(ns, t);     /* Linux tcp_keepalive_timer resets the peer as it gives up */
         timed_out(ns, t);
         return;
     }

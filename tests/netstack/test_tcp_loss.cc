@@ -330,6 +330,8 @@ TEST_F(NsTcpLoss, KeepaliveProbesThenTimeout)
     }
     advance(2000);
     EXPECT_EQ(state(sd), NS_TCP_CLOSED);
+    TcpSeg r = one();
+    EXPECT_TRUE(r.has(NS_TCP_RST)) << "giving up resets the peer, as Linux";
     char c;
     EXPECT_EQ(ns_tcp_recv(ns, sd, &c, 1), -ETIMEDOUT);
     EXPECT_EQ(stats().tcp_keepalive_probes, 4u);
@@ -447,6 +449,82 @@ TEST_F(NsTcpLoss, InitialSequenceNumbersDependOnTupleAndClock)
     now += 4000 * 1000;  // 4 ms: the clock part moves by 1000
     uint32_t c = syn_seq(1111);
     EXPECT_NE(a, c);
+}
+
+TEST_F(NsTcpLoss, AckAfterRtoCarriesHighestSequence)
+{
+    TcpOpt o;
+    o.mss = 1000;
+    int sd = open_passive(o);
+    ASSERT_EQ(ns_tcp_setsockopt(ns, sd, NS_TCP_NODELAY, 1), 0);
+    send_str(sd, std::string(3000, 'r'));
+    ASSERT_EQ(segs().size(), 3u);
+    wait_tx(1000);           // RTO: snd_nxt goes back to snd_una
+    TcpSeg rt = one();
+    EXPECT_EQ(rt.seq, snd);
+    peer_data(str_bytes("q"));   // the peer's data wants an ACK (delayed, then sent)
+    advance(NS_TCP_DELACK_MS + 1);
+    TcpSeg a = one();
+    EXPECT_TRUE(a.payload.empty());
+    EXPECT_EQ(a.seq, snd + 3000) << "a pure ACK carries snd_max, not the rewound snd_nxt";
+}
+
+TEST_F(NsTcpLoss, SackBlocksNeverPushSegmentsPastTheMtu)
+{
+    TcpOpt o;
+    o.mss = 1460;
+    o.sackperm = true;
+    o.ts = true;
+    o.tsval = 10;
+    int sd = open_passive(o);
+    // Three out-of-order blocks from the peer: our ACKs now carry 3 SACK blocks.
+    for (int i = 0; i < 3; i++) {
+        TcpOpt t;
+        t.ts = true;
+        t.tsval = 11;
+        peer_send(pseq + 100 + 200 * uint32_t(i), snd, NS_TCP_ACK, Bytes(100, 'o'), 65535, t);
+    }
+    segs();
+    send_str(sd, std::string(20000, 'm'));
+    auto out = tx();
+    ASSERT_FALSE(out.empty());
+    for (auto &f : out) {
+        Parsed p = parse(f);
+        ASSERT_TRUE(p.ip_ok);
+        EXPECT_LE(ns_ntoh16(p.ip()->total_len), 1500);
+        TcpSeg s = parse_tcp(f);
+        EXPECT_EQ(s.opt.sack.size(), 3u);
+    }
+    EXPECT_EQ(stats().tcp_tx_too_big, 0u);
+}
+
+TEST_F(NsTcpLoss, LimitedTransmitOnFirstDupacks)
+{
+    TcpOpt o;
+    o.mss = 1000;
+    int sd = open_passive(o);
+    ASSERT_EQ(ns_tcp_setsockopt(ns, sd, NS_TCP_NODELAY, 1), 0);
+    struct ns_tcp_info i = info(sd);
+    uint32_t iw = i.cwnd;
+    send_str(sd, std::string(iw + 3000, 'l'));
+    EXPECT_EQ(segs().size(), size_t(iw / 1000));
+    peer_ack(snd);
+    auto v = segs();
+    ASSERT_EQ(v.size(), 1u) << "RFC 3042: first duplicate ACK sends one new segment";
+    EXPECT_EQ(v[0].seq, snd + iw);
+    peer_ack(snd);
+    v = segs();
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, snd + iw + 1000);
+    EXPECT_EQ(info(sd).cwnd, iw) << "cwnd unchanged by limited transmit";
+}
+
+TEST_F(NsTcpLoss, IdleStackHasNoTimer)
+{
+    int sd = open_passive();
+    EXPECT_EQ(ns_next_timer(ns), UINT64_MAX) << "established and idle: nothing to wake up for";
+    ASSERT_EQ(ns_tcp_send(ns, sd, "x", 1), 1);
+    EXPECT_LE(ns_next_timer(ns), now + uint64_t(NS_TCP_RTO_MIN_MS) * kMs);
 }
 
 TEST_F(TcpPair, LossyLinkTransferCompletes)
