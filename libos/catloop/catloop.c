@@ -684,6 +684,8 @@ static int conn_progress(struct cl_sock *s)
             return 0;
         }
         /* The listener is gone, or its process took the slot and died before answering. */
+        if (atomic_load_explicit(&c->accepted, memory_order_acquire) != 0)
+            return 0; /* answered after all (just before its last holder closed): settled on the next poll */
     }
     client_release_slot(s, true);
     core_oplist_remove(&s->connects, op);
