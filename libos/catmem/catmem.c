@@ -18,14 +18,24 @@
 #include <sys/syscall.h>
 
 #include "catmem.h"
+#include "config.h"
 #include "libos.h"
 #include "log.h"
 #include "ring.h"
 
-/* Bytes of each ring (one per direction); messages larger than this go in pieces. */
-#define CATMEM_RING_CAP (1u << 20)
+/*
+ * Bytes of each ring (one per direction) of a pipe we create: catmem.ring_size
+ * (DEMI_CATMEM_RING_SIZE), 1 MiB by default; messages larger than a ring go in
+ * pieces. An opener takes the size the creator chose, within these bounds (the
+ * configuration's own).
+ */
+#define CATMEM_RING_CAP_MIN 4096u
+#define CATMEM_RING_CAP_MAX (1u << 28)
+static uint64_t ring_cap = 1u << 20;
 /* How often poll() asks the kernel whether a peer died while we spin. */
 #define CATMEM_LIVE_CHECK_NS 2000000ull
+/* ... and reads the clock for it every this many polls (a power of two). */
+#define CATMEM_LIVE_CHECK_POLLS 64u
 /* Longest futex sleep while a peer is watched: a peer killed while we sleep is noticed within this. */
 #define CATMEM_SLEEP_CAP_NS 50000000ull
 /* Longest sleep when there are more pipes than one futex_waitv can watch. */
@@ -42,7 +52,9 @@ struct cm_pipe {
     struct cm_ring tx, rx;
     int pidfd;                  /* the peer process; -1 until the opener is known */
     uint64_t next_live_check;
+    uint32_t live_polls;        /* polls since the clock was last read for the live check */
     int err;                    /* sticky: ECONNRESET (peer died) or EIO (corrupt region) */
+    bool inherited;             /* a forked child's copy of its parent's pipe: unusable, off the list */
     demi_sgarray_t rx_sga;      /* buffer of the message being reassembled */
     struct core_oplist pops;
     struct core_oplist pushes;
@@ -115,7 +127,7 @@ static bool pid_dead(uint32_t pid)
     return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
-static struct cm_pipe *pipe_new(const char *shm_name, void *base, size_t size, int me)
+static struct cm_pipe *pipe_new(const char *shm_name, void *base, size_t size, uint64_t cap, int me)
 {
     struct cm_pipe *p = calloc(1, sizeof(*p));
     if (p == NULL)
@@ -127,9 +139,9 @@ static struct cm_pipe *pipe_new(const char *shm_name, void *base, size_t size, i
     p->pidfd = -1;
     snprintf(p->shm_name, sizeof(p->shm_name), "%s", shm_name);
     uint8_t *r0 = (uint8_t *)base + CM_HDR_BYTES;
-    uint8_t *r1 = r0 + catmem_ring_bytes(CATMEM_RING_CAP);
-    if (catmem_ring_attach(&p->tx, me == 0 ? r0 : r1, CATMEM_RING_CAP, true) < 0 ||
-        catmem_ring_attach(&p->rx, me == 0 ? r1 : r0, CATMEM_RING_CAP, false) < 0) {
+    uint8_t *r1 = r0 + catmem_ring_bytes(cap);
+    if (catmem_ring_attach(&p->tx, me == 0 ? r0 : r1, cap, true) < 0 ||
+        catmem_ring_attach(&p->rx, me == 0 ? r1 : r0, cap, false) < 0) {
         free(p);
         return NULL;
     }
@@ -176,7 +188,8 @@ static int catmem_create_pipe(struct core_queue *q, const char *name)
     }
     if (fd < 0)
         return -errno;
-    uint64_t size = cm_region_size(CATMEM_RING_CAP);
+    uint64_t cap = ring_cap;
+    uint64_t size = cm_region_size(cap);
     void *base = MAP_FAILED;
     /* The umask can only narrow 0600; fchmod makes sure nothing widened it. */
     if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)size) < 0 ||
@@ -189,14 +202,14 @@ static int catmem_create_pipe(struct core_queue *q, const char *name)
     close(fd);
     struct cm_hdr *h = base;
     h->version = CM_VERSION;
-    h->ring_cap = CATMEM_RING_CAP;
+    h->ring_cap = cap;
     h->region_size = size;
     h->end[0].pid = (uint32_t)getpid();
     uint8_t *r0 = (uint8_t *)base + CM_HDR_BYTES;
-    catmem_ring_format(r0, CATMEM_RING_CAP);
-    catmem_ring_format(r0 + catmem_ring_bytes(CATMEM_RING_CAP), CATMEM_RING_CAP);
+    catmem_ring_format(r0, cap);
+    catmem_ring_format(r0 + catmem_ring_bytes(cap), cap);
     __atomic_store_n(&h->magic, CM_MAGIC, __ATOMIC_RELEASE);
-    struct cm_pipe *p = pipe_new(shm_name, base, size, 0);
+    struct cm_pipe *p = pipe_new(shm_name, base, size, cap, 0);
     if (p == NULL) {
         munmap(base, size);
         shm_unlink(shm_name);
@@ -217,43 +230,50 @@ static int catmem_open_pipe(struct core_queue *q, const char *name)
     int fd = shm_open(shm_name, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    uint64_t size = cm_region_size(CATMEM_RING_CAP);
     struct stat st;
     /* Only a region of our own user and nobody else's access is a pipe we talk over. */
     if (fstat(fd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
         close(fd);
         return -EACCES;
     }
+    /* The creator may be between shm_open and ftruncate, or still writing the header. */
     uint64_t t0 = core_now_ns();
-    while ((uint64_t)st.st_size != size) {
-        /* The creator may be between shm_open and ftruncate. */
-        if (st.st_size != 0 || core_now_ns() - t0 > CATMEM_OPEN_SETTLE_NS) {
-            close(fd);
-            return -EIO;
-        }
-        usleep(100);
-        if (fstat(fd, &st) < 0) {
-            close(fd);
-            return -EIO;
-        }
+    struct cm_hdr *h = MAP_FAILED;
+    while ((h == MAP_FAILED || __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CM_MAGIC) &&
+           core_now_ns() - t0 < CATMEM_OPEN_SETTLE_NS) {
+        if (h == MAP_FAILED && fstat(fd, &st) == 0 && (uint64_t)st.st_size >= CM_HDR_BYTES)
+            h = mmap(NULL, CM_HDR_BYTES, PROT_READ, MAP_SHARED, fd, 0);
+        else
+            usleep(100);
+    }
+    if (h == MAP_FAILED || __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CM_MAGIC) {
+        if (h != MAP_FAILED)
+            munmap(h, CM_HDR_BYTES);
+        close(fd);
+        return -EIO;
+    }
+    /* The creator chose the ring size: read it once and check it against the file before mapping it all. */
+    uint32_t version = __atomic_load_n(&h->version, __ATOMIC_RELAXED);
+    uint64_t cap = __atomic_load_n(&h->ring_cap, __ATOMIC_RELAXED);
+    uint64_t size = __atomic_load_n(&h->region_size, __ATOMIC_RELAXED);
+    munmap(h, CM_HDR_BYTES);
+    if (version != CM_VERSION || cap < CATMEM_RING_CAP_MIN || cap > CATMEM_RING_CAP_MAX || (cap & (cap - 1)) != 0 ||
+        size != cm_region_size(cap) || fstat(fd, &st) < 0 || (uint64_t)st.st_size != size) {
+        close(fd);
+        return -EIO;
     }
     void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (base == MAP_FAILED)
         return -ENOMEM;
-    struct cm_hdr *h = base;
-    while (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CM_MAGIC && core_now_ns() - t0 < CATMEM_OPEN_SETTLE_NS)
-        usleep(100);
+    h = base;
     rc = 0;
-    if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CM_MAGIC || h->version != CM_VERSION ||
-        h->ring_cap != CATMEM_RING_CAP || h->region_size != size)
-        rc = -EIO;
     uint32_t zero = 0;
     if (rc == 0 && !__atomic_compare_exchange_n(&h->end[1].pid, &zero, (uint32_t)getpid(), false,
                                                 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
         rc = -EBUSY; /* a pipe has exactly two ends; the second is taken */
     struct cm_pipe *p = NULL;
-    if (rc == 0 && (p = pipe_new(shm_name, base, size, 1)) == NULL)
+    if (rc == 0 && (p = pipe_new(shm_name, base, size, cap, 1)) == NULL)
         rc = -EIO; /* the rings' positions are impossible */
     if (rc < 0) {
         munmap(base, size);
@@ -287,6 +307,9 @@ static void check_peer(struct cm_pipe *p, bool force)
             return;
         }
     }
+    /* The clock is dear next to a spinning poll: look at it every CATMEM_LIVE_CHECK_POLLS calls only. */
+    if (!force && (++p->live_polls & (CATMEM_LIVE_CHECK_POLLS - 1)) != 0)
+        return;
     uint64_t now = core_now_ns();
     if (!force && now < p->next_live_check)
         return;
@@ -394,6 +417,8 @@ static int pipe_progress(struct cm_pipe *p)
 static int catmem_push(struct core_queue *q, struct core_op *op)
 {
     struct cm_pipe *p = q->priv;
+    if (p->inherited)
+        return -ENOTSUP;
     op->progress = 0;
     core_oplist_push(&p->pushes, op);
     if (p->pushes.head == op)
@@ -404,6 +429,8 @@ static int catmem_push(struct core_queue *q, struct core_op *op)
 static int catmem_pop(struct core_queue *q, struct core_op *op)
 {
     struct cm_pipe *p = q->priv;
+    if (p->inherited)
+        return -ENOTSUP;
     core_oplist_push(&p->pops, op);
     if (p->pops.head == op)
         pipe_progress(p);
@@ -436,9 +463,42 @@ static void pipe_free(struct cm_pipe *p)
 
 static int catmem_close(struct core_queue *q)
 {
-    pipe_free(q->priv);
+    struct cm_pipe *p = q->priv;
+    if (p->inherited)
+        free(p); /* the parent's pipe: nothing shared changes (fork_child let go of the rest) */
+    else
+        pipe_free(p);
     q->priv = NULL;
     return 0;
+}
+
+/*
+ * A forked child does not get its parent's pipes. Each end belongs to one
+ * process (its pid in the region is what the peer watches for death), so a
+ * child that could pop would steal the parent's messages. In the child each
+ * inherited pipe is let go without touching the shared region: the mapping and
+ * peer pidfd go, operations the parent had pending end here with ENOTSUP (the
+ * parent still completes its own), new push/pop get ENOTSUP, and demi_close only
+ * frees the child's copy. Pipes the child creates or opens itself work as usual.
+ */
+static void catmem_fork_child(void)
+{
+    while (pipes) {
+        struct cm_pipe *p = pipes;
+        pipes = p->next;
+        core_oplist_fail_all(&p->pops, ENOTSUP);
+        core_oplist_fail_all(&p->pushes, ENOTSUP);
+        if (p->rx.rx_buf != NULL)
+            core_sga_free(&p->rx_sga);
+        if (p->pidfd >= 0)
+            close(p->pidfd);
+        munmap(p->base, p->size);
+        p->base = NULL;
+        p->hdr = NULL;
+        p->next = p->prev = NULL;
+        p->inherited = true;
+    }
+    npipes = 0;
 }
 
 static int catmem_poll(void)
@@ -494,7 +554,11 @@ static void catmem_block(const uint32_t *wake, uint32_t seen, uint64_t deadline_
 
 static int catmem_init(const struct core_config *cfg)
 {
-    (void)cfg;
+    uint64_t cap = cfg->catmem_ring_size;
+    /* config.c validated it already; a caller that built its own config (tests) gets the same rule. */
+    if (cap < CATMEM_RING_CAP_MIN || cap > CATMEM_RING_CAP_MAX || (cap & (cap - 1)) != 0)
+        return -EINVAL;
+    ring_cap = cap;
     return 0;
 }
 
@@ -516,6 +580,7 @@ static const struct libos_ops catmem_ops = {
     .poll = catmem_poll,
     .block_prepare = catmem_block_prepare,
     .block = catmem_block,
+    .fork_child = catmem_fork_child,
 };
 
 LIBOS_REGISTER(catmem)

@@ -11,7 +11,7 @@ extern "C" {
 #endif
 
 #define CM_MAGIC 0x31504950444d4443ull /* "CDMDPIP1" */
-#define CM_VERSION 1u
+#define CM_VERSION 2u
 #define CM_HDR_BYTES 4096u
 #define CM_NAME_MAX 64u
 /* Prefix of the POSIX shm object (/dev/shm/demi-catmem.<name>). */

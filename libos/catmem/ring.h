@@ -15,15 +15,18 @@ extern "C" {
  * on its own cache line, free-running 64-bit byte counts (never wrapped; the
  * data offset is pos & (cap - 1)). The data area follows (CM_RING_CTL_BYTES on).
  *
- * A record is an 8-byte header {len, total} and len payload bytes padded to 8.
- * The first record of a message carries the message's total length in total;
- * a message larger than the ring goes as several records, later ones with
- * total == 0. Headers are 8-aligned and cap is a power of two >= 64, so a header
- * never straddles the end of the data area; a payload may, and is copied in two
- * parts.
+ * A record is a 16-byte header {len, total, seq} and len payload bytes, the
+ * whole padded to a 64-byte cache line. The first record of a message carries the message's total length in
+ * total; a message larger than the ring goes as several records, later ones with
+ * total == 0. seq, stored last, is (position + 1) ^ key: the consumer watches the
+ * header at its position rather than tail, which saves a cache miss per message
+ * (tail is still published, and checked). Headers are 64-aligned and cap is a
+ * power of two >= 64, so a header never straddles the end of the data area; a
+ * payload may, and is copied in two parts.
  */
 struct catmem_ring_ctl {
     uint64_t head __attribute__((aligned(64))); /* consumer: bytes consumed (atomic access only) */
+    uint64_t key;                               /* random, set at format: mixes record sequence words */
     uint64_t tail __attribute__((aligned(64))); /* producer: bytes published (atomic access only) */
 };
 
@@ -43,6 +46,7 @@ struct cm_ring {
     struct catmem_ring_ctl *ctl;
     uint8_t *data;
     uint64_t cap;   /* power of two, fixed at attach */
+    uint64_t key;   /* the ring's key, read once at attach */
     uint64_t pos;   /* our position: tail for the producer, head for the consumer */
     uint64_t peer;  /* last validated peer position */
     bool broken;    /* a corrupt value was seen: every later call says -EIO */

@@ -27,6 +27,7 @@
 #define DEF_ARP_REQUEST_TIMEOUT_MS 20u
 #define DEF_ARP_REQUEST_RETRIES 5u
 #define DEF_CATNAP_POP_SIZE 65536u
+#define DEF_CATMEM_RING_SIZE (1u << 20)
 
 #define IFNAME_MAX 15 /* IFNAMSIZ - 1 */
 #define KEYPATH_MAX 256
@@ -47,6 +48,7 @@ void core_config_defaults(struct core_config *cfg)
     cfg->arp_request_timeout_ms = DEF_ARP_REQUEST_TIMEOUT_MS;
     cfg->arp_request_retries = DEF_ARP_REQUEST_RETRIES;
     cfg->catnap_pop_size = DEF_CATNAP_POP_SIZE;
+    cfg->catmem_ring_size = DEF_CATMEM_RING_SIZE;
 }
 
 void core_config_free(struct core_config *cfg)
@@ -68,6 +70,7 @@ void core_config_free(struct core_config *cfg)
 enum ftype {
     F_U32,     /* decimal integer in [min, max], stored as uint32_t */
     F_U64,     /* decimal integer in [min, max], stored as uint64_t */
+    F_POW2,    /* power of two in [min, max], stored as uint32_t */
     F_BOOL,    /* true/false/yes/no/on/off/1/0 */
     F_IPV4,    /* dotted quad */
     F_NETMASK, /* dotted quad with contiguous ones */
@@ -174,6 +177,12 @@ static const struct field catnap_fields[] = {
     END,
 };
 
+static const struct field catmem_fields[] = {
+    { .key = "ring_size", .type = F_POW2, .off = OFF(catmem_ring_size), .has_off = NO_HAS, .min = 4096,
+      .max = 1u << 28 },
+    END,
+};
+
 struct section {
     const char *name;
     const struct field *fields;
@@ -186,11 +195,12 @@ static const struct section sections[] = {
     { "tcp_socket_options", tcp_fields },
     { "inetstack_config", inetstack_fields },
     { "catnap", catnap_fields },
+    { "catmem", catmem_fields },
 };
 
 /* Sections Demikernel's own files carry that this build does not read. Anything else is a typo. */
 static const char *const ignored_sections[] = {
-    "client", "server", "catnip", "catpowder", "catmem", "catloop", "catcollar", "catmint", "lwip", "spdk",
+    "client", "server", "catnip", "catpowder", "catloop", "catcollar", "catmint", "lwip", "spdk",
 };
 
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -252,6 +262,10 @@ static void describe(const struct field *f, char *out, size_t outlen)
     case F_U32:
     case F_U64:
         snprintf(out, outlen, "an integer in %llu..%llu", (unsigned long long)f->min,
+                 (unsigned long long)f->max);
+        break;
+    case F_POW2:
+        snprintf(out, outlen, "a power of two in %llu..%llu", (unsigned long long)f->min,
                  (unsigned long long)f->max);
         break;
     case F_BOOL:
@@ -428,12 +442,15 @@ static int set_scalar(struct ctx *c, const struct field *f, const char *name, co
     char *base = (char *)c->cfg;
     int rc = -EINVAL;
     switch (f->type) {
+    case F_POW2:
     case F_U32:
     case F_U64: {
         uint64_t x;
         rc = parse_uint(v, f->min, f->max, &x);
+        if (rc == 0 && f->type == F_POW2 && (x & (x - 1)) != 0)
+            rc = -EINVAL;
         if (rc == 0) {
-            if (f->type == F_U32)
+            if (f->type != F_U64)
                 *(uint32_t *)(base + f->off) = (uint32_t)x;
             else
                 *(uint64_t *)(base + f->off) = x;
@@ -823,6 +840,7 @@ static const struct env_override env_overrides[] = {
     { "DEMI_TCP_NODELAY", NULL, "tcp_socket_options", "nodelay" },
     { "DEMI_CONNECT_TIMEOUT_MS", NULL, "tcp_socket_options", "connect_timeout_ms" },
     { "DEMI_CATNAP_POP_SIZE", NULL, "catnap", "pop_size" },
+    { "DEMI_CATMEM_RING_SIZE", NULL, "catmem", "ring_size" },
     { "DEMI_IFNAME", NULL, "raw_socket", "linux_interface_name" },
     { "DEMI_EAL_ARGS", NULL, "dpdk", "eal_init" },
 };

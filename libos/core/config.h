@@ -64,6 +64,9 @@ struct core_config {
 
     /* catnap: */
     uint32_t catnap_pop_size;              /* bytes read per TCP pop (default 65536) */
+
+    /* catmem: */
+    uint32_t catmem_ring_size;             /* bytes of each ring of a pipe this process creates (default 1 MiB) */
 };
 
 /* Fill cfg with defaults. */

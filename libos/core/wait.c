@@ -26,6 +26,11 @@
 
 #include "internal.h"
 
+/* The wait loop reads the clock every this many rounds (a power of two). */
+#define WAIT_CLOCK_EVERY 4u
+/* A wait spins this long before it starts yielding the CPU every few rounds. */
+#define WAIT_YIELD_AFTER_NS 2000ull
+
 #define CHUNK_SHIFT 8
 #define CHUNK_SIZE (1u << CHUNK_SHIFT)
 #define MAX_OPS (1u << 24)
@@ -273,21 +278,22 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Validate a timeout and turn it into an absolute deadline (UINT64_MAX = forever). */
-static int deadline_of(const struct timespec *timeout, uint64_t now, uint64_t *deadline)
+/* A timeout the wait calls accept: NULL (forever) or a normalized, non-negative timespec. */
+static bool timeout_ok(const struct timespec *timeout)
 {
-    if (timeout == NULL) {
-        *deadline = UINT64_MAX;
-        return 0;
-    }
-    if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L)
-        return -EINVAL;
+    return timeout == NULL ||
+           (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 && timeout->tv_nsec < 1000000000L);
+}
+
+/* The absolute deadline of a valid timeout counted from now (UINT64_MAX = forever). */
+static uint64_t deadline_of(const struct timespec *timeout, uint64_t now)
+{
+    if (timeout == NULL)
+        return UINT64_MAX;
     uint64_t ns = (uint64_t)timeout->tv_nsec;
     if ((uint64_t)timeout->tv_sec > (UINT64_MAX - now - ns) / 1000000000ull)
-        *deadline = UINT64_MAX;
-    else
-        *deadline = now + (uint64_t)timeout->tv_sec * 1000000000ull + ns;
-    return 0;
+        return UINT64_MAX;
+    return now + (uint64_t)timeout->tv_sec * 1000000000ull + ns;
 }
 
 /* Sleep in the kernel until the LibOS fd or our eventfd fires, or the deadline. Lock not held. */
@@ -319,35 +325,54 @@ static void kernel_sleep(int libos_fd, uint64_t deadline)
  */
 typedef int (*ready_fn)(void *ctx);
 
-static int wait_loop(ready_fn ready, void *ctx, uint64_t deadline)
+static int wait_loop(ready_fn ready, void *ctx, const struct timespec *timeout)
 {
+    /* The fast path: done already, or done by one poll. No clock, no wait fd. */
+    int r = ready(ctx);
+    if (r != 0)
+        return r > 0 ? 0 : r;
+    core.ops->poll();
+    r = ready(ctx);
+    if (r != 0)
+        return r > 0 ? 0 : r;
+    /* The timeout counts from here: one poll later than the call, which no caller can tell. */
     uint64_t start = core_now_ns();
+    uint64_t deadline = deadline_of(timeout, start);
     uint64_t spin_end = start + (uint64_t)core.cfg.wait_spin_us * 1000ull;
+    uint64_t yield_from = start + WAIT_YIELD_AFTER_NS;
+    uint64_t now = start;
     unsigned spins = 0;
     bool blocks = core.ops->block != NULL && core.ops->block_prepare != NULL;
     int libos_fd = blocks ? 0 : core.ops->wait_fd ? core.ops->wait_fd() : -ENOTSUP;
     for (;;) {
-        int r = ready(ctx);
+        if (now >= deadline) /* checked after the polls above: a zero timeout still polls once */
+            return -ETIMEDOUT;
+        r = ready(ctx);
         if (r != 0)
             return r > 0 ? 0 : r;
         core.ops->poll();
         r = ready(ctx);
         if (r != 0)
             return r > 0 ? 0 : r;
-        uint64_t now = core_now_ns();
-        if (now >= deadline)
-            return -ETIMEDOUT;
+        /*
+         * The clock costs as much as a fast LibOS's whole poll (about 30 ns here), so
+         * it is read every few rounds only; deadlines and the spin's end are then
+         * late by a few rounds at most.
+         */
+        if ((++spins & (WAIT_CLOCK_EVERY - 1)) == 0)
+            now = core_now_ns();
         if (now < spin_end || libos_fd < 0) {
             /*
              * Spin: let other threads take the lock between our polls, and give the
              * CPU away if something else is runnable on it -- the peer we wait for may
-             * share our core, and spinning would only delay it. When nothing else is
-             * runnable sched_yield returns at once.
+             * share our core, and spinning would only delay it. A yield is a system
+             * call (about 0.5 us in a VM), longer than a whole catmem round trip, so
+             * the first WAIT_YIELD_AFTER_NS of a wait spin without it: an answer from
+             * a peer on another CPU usually comes sooner.
              */
             core_unlock();
             cpu_relax();
-            /* Every few rounds only: a yield costs a system call, which a fast LibOS (catmem) feels. */
-            if ((++spins & 3) == 0)
+            if (now >= yield_from && (spins & 3) == 0)
                 sched_yield();
             pthread_mutex_lock(&core.lock);
             continue;
@@ -362,6 +387,7 @@ static int wait_loop(ready_fn ready, void *ctx, uint64_t deadline)
             core.ops->block(&core.wake_word, seen, deadline);
             pthread_mutex_lock(&core.lock);
             core.leader = false;
+            now = core_now_ns();
             core.ops->poll();
             if (core.followers)
                 pthread_cond_broadcast(&core.cond);
@@ -371,6 +397,7 @@ static int wait_loop(ready_fn ready, void *ctx, uint64_t deadline)
             kernel_sleep(libos_fd, deadline);
             pthread_mutex_lock(&core.lock);
             core.leader = false;
+            now = core_now_ns();
             core.ops->poll();
             /* Followers may need to take over as leader, or find their op done. */
             if (core.followers)
@@ -385,6 +412,7 @@ static int wait_loop(ready_fn ready, void *ctx, uint64_t deadline)
                 pthread_cond_timedwait(&core.cond, &core.lock, &ts);
             }
             core.followers--;
+            now = core_now_ns();
         }
     }
 }
@@ -409,8 +437,7 @@ int demi_wait(demi_qresult_t *qr_out, demi_qtoken_t qt, const struct timespec *t
 {
     if (qr_out == NULL)
         return EINVAL;
-    uint64_t deadline;
-    if (deadline_of(timeout, core_now_ns(), &deadline) < 0)
+    if (!timeout_ok(timeout))
         return EINVAL;
     core_lock();
     if (!core.initialized || core_op_lookup(qt) == NULL) {
@@ -418,7 +445,7 @@ int demi_wait(demi_qresult_t *qr_out, demi_qtoken_t qt, const struct timespec *t
         return EINVAL;
     }
     struct one_ctx c = {.qt = qt};
-    int rc = wait_loop(one_ready, &c, deadline);
+    int rc = wait_loop(one_ready, &c, timeout);
     if (rc == 0)
         consume(c.op, qr_out);
     core_unlock();
@@ -451,8 +478,7 @@ int demi_wait_any(demi_qresult_t *qr_out, int *ready_offset, const demi_qtoken_t
 {
     if (qr_out == NULL || ready_offset == NULL || qts == NULL || num_qts <= 0)
         return EINVAL;
-    uint64_t deadline;
-    if (deadline_of(timeout, core_now_ns(), &deadline) < 0)
+    if (!timeout_ok(timeout))
         return EINVAL;
     core_lock();
     if (!core.initialized) {
@@ -466,7 +492,7 @@ int demi_wait_any(demi_qresult_t *qr_out, int *ready_offset, const demi_qtoken_t
             return EINVAL;
         }
     }
-    int rc = wait_loop(any_ready, &c, deadline);
+    int rc = wait_loop(any_ready, &c, timeout);
     if (rc == 0) {
         consume(core_op_lookup(qts[c.idx]), qr_out);
         *ready_offset = c.idx;
@@ -485,15 +511,14 @@ int demi_wait_next_n(demi_qresult_t *qr_out, int num_qrs, int *num_qrs_out, cons
 {
     if (qr_out == NULL || num_qrs_out == NULL || num_qrs <= 0)
         return EINVAL;
-    uint64_t deadline;
-    if (deadline_of(timeout, core_now_ns(), &deadline) < 0)
+    if (!timeout_ok(timeout))
         return EINVAL;
     core_lock();
     if (!core.initialized) {
         core_unlock();
         return EINVAL;
     }
-    int rc = wait_loop(next_ready, NULL, deadline);
+    int rc = wait_loop(next_ready, NULL, timeout);
     if (rc == 0) {
         int n = 0;
         while (n < num_qrs && done_head != NULL)
