@@ -486,3 +486,212 @@ TEST(CatmemSystem, IdleWaitCostsNoCpuAndWakesOnAMessage)
 }
 
 } // namespace
+
+namespace {
+
+/* Push the bytes, wait with no timeout at all: catmem copies into the ring inside demi_push, so it is done. */
+demi_qtoken_t push_now(int qd, demi_sgarray_t *sga)
+{
+    demi_qtoken_t qt;
+    CHECK_DEMI(demi_push(&qt, qd, sga));
+    return qt;
+}
+
+} // namespace
+
+/*
+ * demi_push copies the sga into the ring before it returns (the only copy) and
+ * completes at once while there is room: the application may reuse or push the
+ * same buffer again right away, and what the peer gets is what was there at push.
+ */
+TEST(CatmemSystem, PushCopiesIntoTheRingAtOnce)
+{
+    auto r = run_one([] {
+        child_init("catmem");
+        std::string name = unique_name("copy");
+        int a, b;
+        CHECK_DEMI(demi_create_pipe(&a, name.c_str()));
+        CHECK_DEMI(demi_open_pipe(&b, name.c_str()));
+        demi_sgarray_t sga = demi_sgaalloc(64);
+        CHECK(sga.sga_numsegs == 1, "sgaalloc");
+        memset(sga.sga_segs[0].sgaseg_buf, 'x', 64);
+        demi_qtoken_t q1 = push_now(a, &sga);
+        memset(sga.sga_segs[0].sgaseg_buf, 'y', 64);
+        demi_qtoken_t q2 = push_now(a, &sga); /* the same sga twice: two messages */
+        struct timespec zero = {0, 0};
+        demi_qresult_t qr;
+        CHECK(demi_wait(&qr, q1, &zero) == 0 && qr.qr_opcode == DEMI_OPC_PUSH, "first push not done at once");
+        CHECK(demi_wait(&qr, q2, &zero) == 0 && qr.qr_opcode == DEMI_OPC_PUSH, "second push not done at once");
+        memset(sga.sga_segs[0].sgaseg_buf, 'z', 64);
+        CHECK_DEMI(demi_sgafree(&sga));
+        for (char want : {'x', 'y'}) {
+            qr = pop_msg(b, 5);
+            CHECK(qr.qr_opcode == DEMI_OPC_POP && qr.qr_value.sga.sga_segs[0].sgaseg_len == 64, "pop");
+            const char *p = (const char *)qr.qr_value.sga.sga_segs[0].sgaseg_buf;
+            for (int i = 0; i < 64; i++)
+                CHECK(p[i] == want, "byte %d is %c, expected %c (the push did not copy at push time)", i, p[i], want);
+            CHECK_DEMI(demi_sgafree(&qr.qr_value.sga));
+        }
+        CHECK_DEMI(demi_close(a));
+        CHECK_DEMI(demi_close(b));
+        return kExitOk;
+    });
+    if (r.skipped())
+        GTEST_SKIP() << skip_note();
+    EXPECT_TRUE(r.ok()) << r.describe();
+}
+
+/*
+ * fork: the parent keeps its pipes. In the child an inherited pipe is unusable
+ * (ENOTSUP), a pop the parent had pending ends there with ENOTSUP, demi_close
+ * drops only the child's copy; the child's own new pipes work. The parent's
+ * pending pop still gets the next message: the child took nothing from the ring.
+ */
+TEST(CatmemSystem, ForkedChildLeavesInheritedPipesToTheParent)
+{
+    auto r = run_one([] {
+        child_init("catmem");
+        std::string name = unique_name("fork");
+        int a, b;
+        CHECK_DEMI(demi_create_pipe(&a, name.c_str()));
+        CHECK_DEMI(demi_open_pipe(&b, name.c_str()));
+        demi_qtoken_t pending;
+        CHECK_DEMI(demi_pop(&pending, a));
+        pid_t pid = fork();
+        CHECK(pid >= 0, "fork: %s", strerror(errno));
+        if (pid == 0) {
+            struct timespec to = secs(5);
+            demi_qresult_t qr;
+            int rc = demi_wait(&qr, pending, &to);
+            if (rc != 0 || qr.qr_opcode != DEMI_OPC_FAILED || qr.qr_ret != ENOTSUP)
+                _exit(10);
+            demi_qtoken_t qt;
+            demi_sgarray_t sga = demi_sgaalloc(8);
+            if (demi_push(&qt, b, &sga) != ENOTSUP || demi_pop(&qt, b) != ENOTSUP || demi_pop(&qt, a) != ENOTSUP)
+                _exit(11);
+            if (demi_close(a) != 0 || demi_close(b) != 0)
+                _exit(12);
+            /* Its own pipe works. */
+            std::string own = name + "-child";
+            int c, d;
+            if (demi_create_pipe(&c, own.c_str()) != 0 || demi_open_pipe(&d, own.c_str()) != 0)
+                _exit(13);
+            if (demi_push(&qt, c, &sga) != 0 || demi_wait(&qr, qt, &to) != 0 || qr.qr_opcode != DEMI_OPC_PUSH)
+                _exit(14);
+            if (demi_pop(&qt, d) != 0 || demi_wait(&qr, qt, &to) != 0 || qr.qr_opcode != DEMI_OPC_POP ||
+                qr.qr_value.sga.sga_segs[0].sgaseg_len != 8)
+                _exit(15);
+            _exit(0);
+        }
+        int st;
+        CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forked child failed at step %d", WEXITSTATUS(st));
+        char m[5] = {'h', 'e', 'l', 'l', 'o'};
+        CHECK(push_msg(b, m, sizeof(m)).qr_opcode == DEMI_OPC_PUSH, "push after the child left");
+        struct timespec to = secs(5);
+        demi_qresult_t qr;
+        CHECK_DEMI(demi_wait(&qr, pending, &to));
+        CHECK(qr.qr_opcode == DEMI_OPC_POP && qr.qr_value.sga.sga_segs[0].sgaseg_len == sizeof(m) &&
+                  memcmp(qr.qr_value.sga.sga_segs[0].sgaseg_buf, m, sizeof(m)) == 0,
+              "the parent's pending pop did not get the message: %s %lld", opname(qr.qr_opcode),
+              (long long)qr.qr_ret);
+        CHECK_DEMI(demi_sgafree(&qr.qr_value.sga));
+        /* And the other direction is still open too. */
+        CHECK(push_msg(a, m, sizeof(m)).qr_opcode == DEMI_OPC_PUSH, "push a -> b");
+        qr = pop_msg(b, 5);
+        CHECK(qr.qr_opcode == DEMI_OPC_POP && qr.qr_value.sga.sga_segs[0].sgaseg_len == sizeof(m), "pop on b");
+        CHECK_DEMI(demi_sgafree(&qr.qr_value.sga));
+        CHECK_DEMI(demi_close(a));
+        CHECK_DEMI(demi_close(b));
+        return kExitOk;
+    });
+    if (r.skipped())
+        GTEST_SKIP() << skip_note();
+    EXPECT_TRUE(r.ok()) << r.describe();
+}
+
+/* The creator's catmem.ring_size decides; an opener configured otherwise takes it from the region. */
+TEST(CatmemSystem, RingSizeComesFromTheCreator)
+{
+    std::string name = unique_name("ringsize");
+    Signal created;
+    constexpr uint32_t kBig = 100000; /* many times the 4 KiB ring: split and reassembled */
+    auto r = run_pair(
+        [&] {
+            setenv("DEMI_CATMEM_RING_SIZE", "4096", 1);
+            child_init("catmem");
+            int qd;
+            CHECK_DEMI(demi_create_pipe(&qd, name.c_str()));
+            size_t size;
+            struct cm_hdr *h = map_region(name, &size);
+            CHECK(h->ring_cap == 4096 && size == cm_region_size(4096), "ring_cap %llu, region %zu",
+                  (unsigned long long)h->ring_cap, size);
+            munmap(h, size);
+            created.raise();
+            demi_qresult_t qr = pop_msg(qd);
+            CHECK(qr.qr_opcode == DEMI_OPC_POP && qr.qr_value.sga.sga_segs[0].sgaseg_len == kBig, "pop of %u", kBig);
+            const uint8_t *p = (const uint8_t *)qr.qr_value.sga.sga_segs[0].sgaseg_buf;
+            for (uint32_t i = 0; i < kBig; i++)
+                CHECK(p[i] == (uint8_t)(i * 7), "byte %u", i);
+            CHECK_DEMI(demi_sgafree(&qr.qr_value.sga));
+            char one = 1;
+            CHECK(push_msg(qd, &one, 1).qr_opcode == DEMI_OPC_PUSH, "ack");
+            CHECK_DEMI(demi_close(qd));
+            return kExitOk;
+        },
+        [&] {
+            unsetenv("DEMI_CATMEM_RING_SIZE");
+            child_init("catmem");
+            created.await();
+            int qd;
+            CHECK_DEMI(demi_open_pipe(&qd, name.c_str()));
+            std::vector<uint8_t> m(kBig);
+            for (uint32_t i = 0; i < kBig; i++)
+                m[i] = (uint8_t)(i * 7);
+            CHECK(push_msg(qd, m.data(), kBig).qr_opcode == DEMI_OPC_PUSH, "push of %u", kBig);
+            demi_qresult_t qr = pop_msg(qd);
+            CHECK(qr.qr_opcode == DEMI_OPC_POP, "ack");
+            CHECK_DEMI(demi_sgafree(&qr.qr_value.sga));
+            CHECK_DEMI(demi_close(qd));
+            return kExitOk;
+        });
+    expect_pair_ok(r);
+}
+
+/* A bad ring size in the configuration stops demi_init, and a region claiming an impossible one is not opened. */
+TEST(CatmemSystem, BadRingSizesAreRefused)
+{
+    auto r = run_one([] {
+        setenv("DEMI_CATMEM_RING_SIZE", "5000", 1);
+        setenv("DEMI_LIBOS", "catmem", 1);
+        char arg0[] = "t";
+        char *argv[] = {arg0, NULL};
+        struct demi_args args;
+        memset(&args, 0, sizeof(args));
+        args.argc = 1;
+        args.argv = argv;
+        CHECK(demi_init(&args) == EINVAL, "DEMI_CATMEM_RING_SIZE=5000 accepted");
+        unsetenv("DEMI_CATMEM_RING_SIZE");
+        child_init("catmem");
+        std::string name = unique_name("badcap");
+        int a, b;
+        CHECK_DEMI(demi_create_pipe(&a, name.c_str()));
+        size_t size;
+        struct cm_hdr *h = map_region(name, &size);
+        for (uint64_t bad : {(uint64_t)0, (uint64_t)4095, (uint64_t)1 << 40, (uint64_t)8192}) {
+            uint64_t saved = h->ring_cap;
+            h->ring_cap = bad; /* 8192: a legal size, but not what the file holds */
+            int rc = demi_open_pipe(&b, name.c_str());
+            h->ring_cap = saved;
+            CHECK(rc == EIO, "open with ring_cap %llu returned %d", (unsigned long long)bad, rc);
+        }
+        munmap(h, size);
+        CHECK_DEMI(demi_open_pipe(&b, name.c_str()));
+        CHECK_DEMI(demi_close(b));
+        CHECK_DEMI(demi_close(a));
+        return kExitOk;
+    });
+    if (r.skipped())
+        GTEST_SKIP() << skip_note();
+    EXPECT_TRUE(r.ok()) << r.describe();
+}

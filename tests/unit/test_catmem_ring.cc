@@ -275,6 +275,59 @@ TEST(CatmemRing, ContinuationWithoutStartIsEio)
     EXPECT_EQ(-EIO, rc);
 }
 
+TEST(CatmemRing, RecordSeenByItsHeaderBeforeTail)
+{
+    // The producer stores the header, then tail: a consumer in between takes the record by its header.
+    Ring r(4096);
+    Rx rx;
+    auto m = pattern(100, 3);
+    uint32_t done = 0;
+    ASSERT_EQ(1, catmem_ring_put(&r.prod, m.data(), 100, &done));
+    uint64_t tail = __atomic_load_n(&r.ctl()->tail, __ATOMIC_ACQUIRE);
+    __atomic_store_n(&r.ctl()->tail, (uint64_t)0, __ATOMIC_RELEASE);
+    ASSERT_EQ(m, get(r, rx));
+    int rc;
+    EXPECT_TRUE(get(r, rx, &rc).empty());
+    EXPECT_EQ(0, rc); // tail lagging what the headers showed is not corruption
+    __atomic_store_n(&r.ctl()->tail, tail, __ATOMIC_RELEASE);
+    EXPECT_TRUE(get(r, rx, &rc).empty());
+    EXPECT_EQ(0, rc);
+    done = 0;
+    ASSERT_EQ(1, catmem_ring_put(&r.prod, m.data(), 100, &done));
+    EXPECT_EQ(m, get(r, rx));
+}
+
+TEST(CatmemRing, TailPastAMissingHeaderIsEio)
+{
+    Ring r(4096);
+    Rx rx;
+    __atomic_store_n(&r.ctl()->tail, (uint64_t)128, __ATOMIC_RELEASE); // in bounds, but no record was written
+    int rc;
+    get(r, rx, &rc);
+    EXPECT_EQ(-EIO, rc);
+}
+
+TEST(CatmemRing, StaleBytesOfAnEarlierLapAreNotRecords)
+{
+    // Fill a small ring several laps with payloads that spell every plausible position + 1;
+    // the consumer must never take leftovers for a record.
+    Ring r(256);
+    Rx rx;
+    for (uint64_t lap = 0; lap < 64; lap++) {
+        std::vector<uint8_t> m(48);
+        for (size_t i = 0; i + 8 <= m.size(); i += 8) {
+            uint64_t v = lap * 256 + i + 1;
+            memcpy(&m[i], &v, 8);
+        }
+        uint32_t done = 0;
+        ASSERT_EQ(1, catmem_ring_put(&r.prod, m.data(), (uint32_t)m.size(), &done));
+        ASSERT_EQ(m, get(r, rx));
+        int rc;
+        EXPECT_TRUE(get(r, rx, &rc).empty());
+        ASSERT_EQ(0, rc);
+    }
+}
+
 TEST(CatmemRing, AllocFailureIsRetried)
 {
     Ring r(4096);

@@ -25,6 +25,7 @@ const char *const kEnvVars[] = {
     "DEMI_CONFIG",     "DEMI_LIBOS", "LIBOS",   "DEMI_LOCAL_IPV4",         "DEMI_LOCAL_MAC",
     "DEMI_WAIT_SPIN_US", "DEMI_SGA_POOL_MAX_BYTES", "DEMI_MTU", "DEMI_MSS", "DEMI_TCP_NODELAY",
     "DEMI_CONNECT_TIMEOUT_MS", "DEMI_CATNAP_POP_SIZE", "DEMI_IFNAME", "DEMI_EAL_ARGS",
+    "DEMI_CATMEM_RING_SIZE",
 };
 
 std::string ip(const struct in_addr &a)
@@ -137,6 +138,8 @@ inetstack_config:
   ipv4_gateway: 10.0.0.254
 catnap:
   pop_size: 4096
+catmem:
+  ring_size: 65536
 )";
 
 TEST_F(ConfigTest, Defaults)
@@ -166,6 +169,7 @@ TEST_F(ConfigTest, Defaults)
     EXPECT_FALSE(cfg_.has_ipv4_netmask);
     EXPECT_FALSE(cfg_.has_ipv4_gateway);
     EXPECT_EQ(cfg_.catnap_pop_size, 65536u);
+    EXPECT_EQ(cfg_.catmem_ring_size, 1u << 20);
 }
 
 TEST_F(ConfigTest, NoFileNoEnvGivesDefaults)
@@ -219,6 +223,7 @@ TEST_F(ConfigTest, FullFileFillsEveryField)
     ASSERT_TRUE(cfg_.has_ipv4_gateway);
     EXPECT_EQ(ip(cfg_.ipv4_gateway), "10.0.0.254");
     EXPECT_EQ(cfg_.catnap_pop_size, 4096u);
+    EXPECT_EQ(cfg_.catmem_ring_size, 65536u);
 }
 
 TEST_F(ConfigTest, ShippedExampleConfigLoads)
@@ -320,6 +325,9 @@ const BadCase kBad[] = {
     {"trailing junk", "inetstack_config:\n  mtu: 1500x\n", "inetstack_config.mtu", "\"1500x\""},
     {"hex", "inetstack_config:\n  mtu: 0x5dc\n", "inetstack_config.mtu", "integer"},
     {"float", "catnap:\n  pop_size: 1.5\n", "catnap.pop_size", "integer"},
+    {"not a power of two", "catmem:\n  ring_size: 65535\n", "catmem.ring_size", "power of two in 4096..268435456"},
+    {"power of two too small", "catmem:\n  ring_size: 2048\n", "catmem.ring_size", "4096..268435456"},
+    {"power of two too large", "catmem:\n  ring_size: 536870912\n", "catmem.ring_size", "4096..268435456"},
     {"empty", "inetstack_config:\n  mtu: \"\"\n", "inetstack_config.mtu", "integer"},
     {"u64 overflow", "demikernel:\n  sga_pool_max_bytes: 18446744073709551616\n", "demikernel.sga_pool_max_bytes",
      "integer"},
@@ -480,6 +488,7 @@ TEST_F(ConfigTest, EnvironmentOverridesWinOverTheFile)
     setenv("DEMI_TCP_NODELAY", "off", 1);
     setenv("DEMI_CONNECT_TIMEOUT_MS", "100", 1);
     setenv("DEMI_CATNAP_POP_SIZE", "1024", 1);
+    setenv("DEMI_CATMEM_RING_SIZE", "4096", 1);
     setenv("DEMI_IFNAME", "eth9", 1);
     setenv("DEMI_EAL_ARGS", "  prog --no-pci\t-m 64 ", 1);
     ASSERT_EQ(Load(kFull), 0) << err_;
@@ -493,6 +502,7 @@ TEST_F(ConfigTest, EnvironmentOverridesWinOverTheFile)
     EXPECT_FALSE(cfg_.nodelay);
     EXPECT_EQ(cfg_.connect_timeout_ms, 100u);
     EXPECT_EQ(cfg_.catnap_pop_size, 1024u);
+    EXPECT_EQ(cfg_.catmem_ring_size, 4096u);
     EXPECT_STREQ(cfg_.linux_interface_name, "eth9");
     ASSERT_EQ(cfg_.n_eal, 4);
     EXPECT_STREQ(cfg_.eal_init[0], "prog");
@@ -556,6 +566,8 @@ TEST_F(ConfigTest, BadEnvironmentValuesNameTheVariable)
         {"DEMI_LOCAL_MAC", "02:00"},    {"DEMI_WAIT_SPIN_US", "fast"}, {"DEMI_SGA_POOL_MAX_BYTES", "1"},
         {"DEMI_MTU", "abc"},            {"DEMI_MSS", "99999"},         {"DEMI_TCP_NODELAY", "sometimes"},
         {"DEMI_CONNECT_TIMEOUT_MS", "-5"}, {"DEMI_CATNAP_POP_SIZE", "0"}, {"DEMI_IFNAME", "has space"},
+        {"DEMI_CATMEM_RING_SIZE", "100000"}, {"DEMI_CATMEM_RING_SIZE", "2048"},
+        {"DEMI_CATMEM_RING_SIZE", "536870912"},
     };
     for (const auto &c : cases) {
         SCOPED_TRACE(c.first);
