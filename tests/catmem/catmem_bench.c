@@ -1,4 +1,4 @@
-/* catmem-bench: 64 B pipe ping-pong round trip (p50/p99) and 64 KiB one-way throughput between two processes, next to the cache-line ping-pong floor of two pinned threads, printed as one table. */
+/* catmem-bench: 64 B pipe ping-pong round trip (p50/p99) and 64 KiB one-way throughput between two processes, next to the cache-line ping-pong floor of two pinned threads, printed as one table (scripts/bench-ipc.sh runs it). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -42,6 +42,22 @@ static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* For scripts/bench-ipc.sh's plot: at most 20000 evenly spaced values of the sorted samples, one per line. */
+static void dump_samples(const char *prefix, const char *what, const uint64_t *s, size_t n)
+{
+    if (prefix == NULL || *prefix == '\0' || n == 0)
+        return;
+    char path[512];
+    snprintf(path, sizeof(path), "%s.%s", prefix, what);
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        die(path, errno);
+    size_t step = n > 20000 ? n / 20000 : 1;
+    for (size_t i = 0; i < n; i += step)
+        fprintf(f, "%llu\n", (unsigned long long)s[i]);
+    fclose(f);
 }
 
 /* ---- the floor: one cache line bounced between two pinned threads ---------------------- */
@@ -249,6 +265,13 @@ int main(int argc, char **argv)
     snprintf(t, sizeof(t), "%.2f GB/s", gbps);
     printf("%-44s %10s %10s %14s\n", "catmem 64 KiB one-way, 16 pushes in flight", "-", "-", t);
     printf("catmem p50 / floor p50 = %.2fx (issue 4 asks <= 3x)\n", rp50 / fp50);
+    /* One line for scripts: every figure in ns (throughput in GB/s). */
+    printf("result: floor_p50=%.0f floor_p99=%.0f catmem_p50=%.0f catmem_p99=%.0f catmem_gbps=%.3f\n", fp50, fp99,
+           rp50, rp99, gbps);
+    /* CATMEM_BENCH_SAMPLES=PREFIX writes PREFIX.floor and PREFIX.catmem (sorted round trips, ns). */
+    const char *prefix = getenv("CATMEM_BENCH_SAMPLES");
+    dump_samples(prefix, "floor", fs, (size_t)floor_iters);
+    dump_samples(prefix, "catmem", rs + warm, (size_t)m);
     free(fs);
     free(rs);
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
