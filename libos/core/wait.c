@@ -29,7 +29,7 @@
 /* The wait loop reads the clock every this many rounds (a power of two). */
 #define WAIT_CLOCK_EVERY 4u
 /* A wait spins this long before it starts yielding the CPU every few rounds. */
-#define WAIT_YIELD_AFTER_NS 2000ull
+#define WAIT_YIELD_AFTER_NS 1000ull
 
 #define CHUNK_SHIFT 8
 #define CHUNK_SIZE (1u << CHUNK_SHIFT)
