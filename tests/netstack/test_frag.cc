@@ -5,6 +5,7 @@
 #include <random>
 
 #include "harness.h"
+#include "tcp_harness.h"
 
 extern "C" {
 #include "../../netstack/internal.h"  // libos/core has an internal.h too
@@ -390,6 +391,44 @@ TEST_F(NsFrag, TooManyPiecesDiscardsTheDatagram)
         inject(frag_frame({16 * i, 8, true}, l4));
     EXPECT_EQ(stats().ip_reasm_too_fragmented, 1u);
     EXPECT_EQ(ns->reasm.nactive, 0u);
+}
+
+// TCP segments a middlebox fragmented reach the connection whole, through both delivery paths
+// (copied into a device buffer, and the large buffer queued zero copy in the receive queue).
+class TcpFrag : public TcpTest {};
+
+TEST_F(TcpFrag, FragmentedSegmentsAreReceived)
+{
+    int sd = open_passive();
+    std::string want;
+    uint16_t id = 100;
+    for (size_t n : {1000u, 3000u}) {
+        Bytes data(n);
+        for (size_t i = 0; i < n; i++)
+            data[i] = uint8_t('a' + (i + n) % 26);
+        Bytes l4 = tcp_pkt(ipB(), ipA(), pport, lport, pseq, snd, NS_TCP_ACK | NS_TCP_PSH, 65535, {}, data);
+        auto fr = split_even(l4.size(), 512);
+        std::reverse(fr.begin(), fr.end());
+        for (const Frag &f : fr) {
+            IpOpt o;
+            o.frag = uint16_t((f.mf ? NS_IPV4_MF : 0) | (f.off / 8));
+            Bytes ip = ipv4_pkt(ipB(), ipA(), NS_IPPROTO_TCP, Bytes(l4.begin() + long(f.off),
+                                                                   l4.begin() + long(f.off + f.len)), o);
+            ip[4] = uint8_t(id >> 8);
+            ip[5] = uint8_t(id);
+            ip[10] = ip[11] = 0;
+            be16_t ck = ns_ipv4_cksum(ip.data(), 20);
+            memcpy(&ip[10], &ck, 2);
+            inject(eth_frame(kMacA, kMacB, NS_ETH_TYPE_IPV4, ip));
+        }
+        id++;
+        pseq += uint32_t(n);
+        want += std::string(data.begin(), data.end());
+    }
+    EXPECT_EQ(stats().ip_reasm_ok, 2u);
+    EXPECT_EQ(recv_all(sd), want);
+    EXPECT_EQ(ns->reasm.pool.in_use, 0u);
+    ns_tcp_close(ns, sd);
 }
 
 TEST_F(NsFrag, BroadcastFragmentsGetNoTimeExceeded)
