@@ -222,10 +222,14 @@ TEST_F(NsFrag, TimeoutWithoutFirstFragmentSendsNothing)
 {
     Bytes l4 = udp_pkt(ipB(), ipA(), 5555, 7000, payload(3000));
     auto fr = split_even(l4.size(), 1000);
+    advance(NS_ARP_TTL_MS + 1);  // the peer's ARP entry gone: reassembly is the only timer
+    EXPECT_EQ(ns_next_timer(ns), UINT64_MAX);
     inject(frag_frame(fr[1], l4));
+    EXPECT_EQ(ns_next_timer(ns), now + NS_IP_REASM_TIMEOUT_MS * kMs);  // a caller may sleep until then
     inject(frag_frame(fr[2], l4));
-    advance(NS_IP_REASM_TIMEOUT_MS + 1);
+    advance(NS_IP_REASM_TIMEOUT_MS);
     EXPECT_EQ(stats().ip_reasm_timeout, 1u);
+    EXPECT_EQ(ns_next_timer(ns), UINT64_MAX);
     EXPECT_TRUE(tx().empty());
 }
 
