@@ -106,6 +106,10 @@ static void icmp_unreach(struct netstack *ns, struct nsbuf *b, const struct ns_r
         ns->st.icmp_rx_err_bad++;
         return;
     }
+    if (inner->proto == NS_IPPROTO_TCP) {
+        ns_tcp_icmp_error(ns, inner, (const uint8_t *)inner + ihl, h->code);
+        return;
+    }
     int err = unreach_errno(h->code);
     if (inner->proto != NS_IPPROTO_UDP || err == 0) {
         ns->st.icmp_rx_err_unmatched++;

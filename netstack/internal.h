@@ -194,5 +194,7 @@ int ns_tcp_init(struct netstack *ns, const struct ns_config *cfg);
 void ns_tcp_fini(struct netstack *ns);
 uint32_t ns_tcp_events_of(struct netstack *ns, int sd, bool *live);
 void ns_tcp_input(struct netstack *ns, struct nsbuf *b, const struct ns_rxinfo *ri);
+/* A destination unreachable quoting `inner` (a datagram we sent) and 8 bytes of its TCP header. */
+void ns_tcp_icmp_error(struct netstack *ns, const struct ns_ipv4_hdr *inner, const uint8_t *l4, uint8_t code);
 
 #endif /* NS_INTERNAL_H */

@@ -164,7 +164,9 @@ void ns_buf_free(struct netstack *ns, struct nsbuf *b);
     X(tcp_zero_window_probes, "zero-window probes sent")                                            \
     X(tcp_keepalive_probes, "keepalive probes sent")                                                \
     X(tcp_aborts_on_close, "connections reset by close (unread data or SO_LINGER 0)")              \
-    X(tcp_aborts_on_data, "connections reset: data arrived after close")
+    X(tcp_aborts_on_data, "connections reset: data arrived after close")                          \
+    X(tcp_icmp_errors, "ICMP unreachables applied to a connection (hard while connecting, else soft)") \
+    X(tcp_icmp_out_of_window, "ICMP errors ignored: quoted sequence number not in flight (RFC 5927)")
 
 struct ns_stats {
 #define NS_STATS_FIELD(name, what) uint64_t name;

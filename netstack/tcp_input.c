@@ -157,12 +157,6 @@ static void listen_input(struct netstack *ns, struct ns_tcb *lis, const struct n
     tcp_arm_rtx(ns, c);
 }
 
-void tcp_rcv_ack_rtt(struct netstack *ns, struct ns_tcb *t, uint32_t sample_us)
-{
-    (void)ns;
-    tcp_rtt_sample(t, sample_us);
-}
-
 static void connected(struct netstack *ns, struct ns_tcb *t, const struct tcp_seg *s)
 {
     if (t->rtt_timing && SEQ_GEQ(s->ack, t->rtt_seq)) {
@@ -495,12 +489,10 @@ static bool ack_process(struct netstack *ns, struct ns_tcb *t, const struct tcp_
         }
         tcp_mark(ns, t);
     } else if (ack == t->snd_una) {
-        bool had_sack = t->nsb;
         uint32_t before = tcp_sacked_bytes(t);
         if (t->sack_ok && s->o.nsack)
             sack_update(t, &s->o);
         bool new_sack = t->sack_ok && tcp_sacked_bytes(t) > before;
-        (void)had_sack;
         if (t->snd_max != t->snd_una && s->len == 0 && !(s->flags & (NS_TCP_SYN | NS_TCP_FIN)) &&
             (new_wnd == t->snd_wnd || new_sack)) {
             t->dupacks++;
@@ -869,4 +861,53 @@ void ns_tcp_input(struct netstack *ns, struct nsbuf *b, const struct ns_rxinfo *
     return;
 drop:
     ns_buf_put(ns, b);
+}
+
+/* Linux's icmp_err_convert for destination unreachable; fragmentation needed
+ * (PMTU) is not acted on: we send with DF at the MTU we were given. */
+static int tcp_unreach_errno(uint8_t code)
+{
+    switch (code) {
+    case 0: case 6: case 9: case 11:
+        return ENETUNREACH;
+    case 1: case 7: case 8: case 10: case 12: case 13: case 14: case 15:
+        return EHOSTUNREACH;
+    case NS_ICMP_UNREACH_PROTO:
+        return ENOPROTOOPT;
+    case NS_ICMP_UNREACH_PORT:
+        return ECONNREFUSED;
+    default:
+        return 0;
+    }
+}
+
+void ns_tcp_icmp_error(struct netstack *ns, const struct ns_ipv4_hdr *inner, const uint8_t *l4, uint8_t code)
+{
+    be16_t sport, dport;
+    be32_t seq;
+    memcpy(&sport, l4, 2);
+    memcpy(&dport, l4 + 2, 2);
+    memcpy(&seq, l4 + 4, 4);
+    struct ns_tcb *t = tcp_lookup(ns, inner->dst, dport, sport);
+    int err = tcp_unreach_errno(code);
+    if (!t || err == 0) {
+        ns->st.icmp_rx_err_unmatched++;
+        return;
+    }
+    /* RFC 5927 4.1: the quoted sequence number must be one we have in flight. */
+    uint32_t s = ns_ntoh32(seq);
+    if (SEQ_LT(s, t->snd_una) || SEQ_GT(s, t->snd_max)) {
+        ns->st.tcp_icmp_out_of_window++;
+        return;
+    }
+    ns->st.tcp_icmp_errors++;
+    if (t->state == NS_TCP_SYN_SENT) {
+        tcp_close_conn(ns, t, err);   /* hard error while connecting (RFC 1122 4.2.3.9, Linux) */
+        return;
+    }
+    if (t->state == NS_TCP_SYN_RECEIVED && t->parent) {
+        tcp_close_conn(ns, t, 0);
+        return;
+    }
+    t->soft_err = err;
 }

@@ -92,6 +92,7 @@ struct ns_tcb {
     bool persist;                /* rtx timer is the persist timer */
     int so_error;                /* pending error (positive errno) for SO_ERROR / the next call */
     int fatal;                   /* connection-ending error kept for reads after the report */
+    int soft_err;                /* last ICMP error on a synchronized connection: reported if it times out */
     /* ---- send sequence space */
     uint32_t iss;
     uint32_t snd_una, snd_nxt, snd_max;
@@ -186,9 +187,6 @@ void tcp_mark(struct netstack *ns, struct ns_tcb *t);
 uint32_t tcp_isn(struct netstack *ns, struct ns_tcb *t);
 uint64_t ns_siphash24(const uint8_t key[16], const void *data, size_t len);
 void tcp_init_conn(struct netstack *ns, struct ns_tcb *t);
-
-/* tcp_input.c */
-void tcp_rcv_ack_rtt(struct netstack *ns, struct ns_tcb *t, uint32_t sample_us);
 
 /* tcp_output.c */
 void tcp_output(struct netstack *ns, struct ns_tcb *t);

@@ -581,6 +581,10 @@ int ns_tcp_connect(struct netstack *ns, int sd, const struct ns_sockaddr *remote
     tcp_hash_insert(ns, t);
     t->state = NS_TCP_SYN_SENT;
     ns->st.tcp_active_opens++;
+    t->rtt_timing = true;        /* the SYN's round trip is the first sample (Karn on retries) */
+    t->rtt_seq = t->iss + 1;
+    t->rtt_start = ns->now;
+    t->rtx_stamp = ns->now;
     tcp_send_syn(ns, t);
     tcp_arm_rtx(ns, t);
     return -EINPROGRESS;
@@ -741,7 +745,8 @@ static void queue_fin(struct netstack *ns, struct ns_tcb *t)
     if (t->wr_shut)
         return;
     t->wr_shut = true;
-    if (t->state == NS_TCP_ESTABLISHED || t->state == NS_TCP_SYN_RECEIVED)
+    /* In SYN_RECEIVED the FIN waits for the handshake (tcp_input moves to FIN_WAIT_1). */
+    if (t->state == NS_TCP_ESTABLISHED)
         tcp_set_state(ns, t, NS_TCP_FIN_WAIT_1);
     else if (t->state == NS_TCP_CLOSE_WAIT)
         tcp_set_state(ns, t, NS_TCP_LAST_ACK);
@@ -761,7 +766,7 @@ int ns_tcp_shutdown(struct netstack *ns, int sd, int how)
         t->rd_shut = true;
         tcp_mark(ns, t);
     }
-    if (how != 0 && t->state != NS_TCP_SYN_RECEIVED) {
+    if (how != 0) {
         queue_fin(ns, t);
         tcp_mark(ns, t);
     }

@@ -95,7 +95,8 @@ void tcp_arm_keepalive(struct netstack *ns, struct ns_tcb *t)
 static void timed_out(struct netstack *ns, struct ns_tcb *t)
 {
     ns->st.tcp_timeouts++;
-    tcp_close_conn(ns, t, ETIMEDOUT);
+    /* Linux: an ICMP error seen meanwhile explains the timeout better. */
+    tcp_close_conn(ns, t, t->soft_err ? t->soft_err : ETIMEDOUT);
 }
 
 static void rtx_fire(struct netstack *ns, struct ns_timer *tm)

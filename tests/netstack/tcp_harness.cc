@@ -228,6 +228,49 @@ int TcpTest::open_active(const TcpOpt &synack_opts, uint16_t win)
     return sd;
 }
 
+int TcpTest::to_state(enum ns_tcp_state st)
+{
+    int sd = open_passive();
+    switch (st) {
+    case NS_TCP_ESTABLISHED:
+        break;
+    case NS_TCP_CLOSE_WAIT:
+        peer_data({}, NS_TCP_ACK | NS_TCP_FIN);
+        break;
+    case NS_TCP_LAST_ACK:
+        peer_data({}, NS_TCP_ACK | NS_TCP_FIN);
+        EXPECT_EQ(ns_tcp_shutdown(ns, sd, 1), 0);
+        break;
+    case NS_TCP_FIN_WAIT_1:
+        EXPECT_EQ(ns_tcp_shutdown(ns, sd, 1), 0);
+        break;
+    case NS_TCP_FIN_WAIT_2:
+        EXPECT_EQ(ns_tcp_shutdown(ns, sd, 1), 0);
+        segs();
+        peer_ack(snd + 1);
+        break;
+    case NS_TCP_CLOSING:
+        EXPECT_EQ(ns_tcp_shutdown(ns, sd, 1), 0);
+        segs();
+        peer_send(pseq, snd, NS_TCP_ACK | NS_TCP_FIN);  // crosses our FIN
+        pseq++;
+        break;
+    case NS_TCP_TIME_WAIT:
+        EXPECT_EQ(ns_tcp_shutdown(ns, sd, 1), 0);
+        segs();
+        peer_ack(snd + 1);
+        peer_data({}, NS_TCP_ACK | NS_TCP_FIN);
+        break;
+    default:
+        ADD_FAILURE() << "to_state: unsupported state " << int(st);
+    }
+    segs();
+    EXPECT_EQ(state(sd), int(st));
+    if (st == NS_TCP_FIN_WAIT_1 || st == NS_TCP_CLOSING || st == NS_TCP_LAST_ACK)
+        snd += 0;                // our FIN is in flight at snd
+    return sd;
+}
+
 int TcpTest::state(int sd)
 {
     struct ns_tcp_info i;

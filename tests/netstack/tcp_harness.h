@@ -56,6 +56,9 @@ protected:
     // connect() to the peer, answer the SYN with a SYN-ACK carrying synack_opts.
     int open_active(const TcpOpt &synack_opts = TcpOpt(), uint16_t win = 65535);
     int state(int sd);
+    // A passive connection driven by the scripted peer into `st` (any synchronized state);
+    // returns the socket (still held: shutdown is used instead of close).
+    int to_state(enum ns_tcp_state st);
     std::string recv_all(int sd);
 
     uint16_t lport = 80, pport = 40000;

@@ -527,6 +527,81 @@ TEST_F(NsTcpLoss, IdleStackHasNoTimer)
     EXPECT_LE(ns_next_timer(ns), now + uint64_t(NS_TCP_RTO_MIN_MS) * kMs);
 }
 
+TEST_F(NsTcpLoss, IcmpUnreachableFailsConnect)
+{
+    int sd = ns_tcp_socket(ns);
+    ns_sockaddr r = sa(ipB(), pport);
+    ASSERT_EQ(ns_tcp_connect(ns, sd, &r), -EINPROGRESS);
+    ns_flush(ns);
+    auto frames = tx();
+    ASSERT_EQ(frames.size(), 1u);
+    Parsed p = parse(frames[0]);
+    TcpSeg syn = parse_tcp(frames[0]);
+    // A quote whose sequence number was never sent is ignored (RFC 5927).
+    Bytes bad = p.l3;
+    bad[20 + 4] ^= 0x40;
+    inject(from_peer_ip(NS_IPPROTO_ICMP, icmp_pkt(NS_ICMP_DEST_UNREACH, NS_ICMP_UNREACH_PORT, 0,
+                                                  Bytes(bad.begin(), bad.begin() + 28))));
+    EXPECT_EQ(state(sd), NS_TCP_SYN_SENT);
+    EXPECT_EQ(stats().tcp_icmp_out_of_window, 1u);
+    inject(from_peer_ip(NS_IPPROTO_ICMP, icmp_pkt(NS_ICMP_DEST_UNREACH, NS_ICMP_UNREACH_HOST, 0,
+                                                  Bytes(p.l3.begin(), p.l3.begin() + 28))));
+    EXPECT_EQ(state(sd), NS_TCP_CLOSED);
+    int err = 0;
+    ns_tcp_getsockopt(ns, sd, NS_SO_ERROR, &err);
+    EXPECT_EQ(err, EHOSTUNREACH);
+    (void)syn;
+}
+
+TEST_F(NsTcpLoss, IcmpOnEstablishedIsSoftUntilTimeout)
+{
+    int sd = open_passive();
+    ASSERT_EQ(ns_tcp_setsockopt(ns, sd, NS_TCP_USER_TIMEOUT, 1000), 0);
+    send_str(sd, "lost");
+    auto frames = tx();
+    ASSERT_EQ(frames.size(), 1u);
+    Parsed p = parse(frames[0]);
+    inject(from_peer_ip(NS_IPPROTO_ICMP, icmp_pkt(NS_ICMP_DEST_UNREACH, NS_ICMP_UNREACH_NET, 0,
+                                                  Bytes(p.l3.begin(), p.l3.begin() + 28))));
+    EXPECT_EQ(state(sd), NS_TCP_ESTABLISHED) << "soft error: the connection goes on";
+    for (int i = 0; i < 1100 && state(sd) != NS_TCP_CLOSED; i++)
+        advance(1);
+    char c;
+    EXPECT_EQ(ns_tcp_recv(ns, sd, &c, 1), -ENETUNREACH) << "the timeout reports the ICMP error";
+}
+
+class NsTcpStates : public TcpTest, public ::testing::WithParamInterface<ns_tcp_state> {};
+
+TEST_P(NsTcpStates, RstAndSynChecksInEveryState)
+{
+    int sd = to_state(GetParam());
+    ASSERT_EQ(ns_tcp_close(ns, lsd), 0);  // no listener: a SYN cannot take over TIME_WAIT
+    // In-window RST with the wrong sequence number: challenge ACK, state kept.
+    peer_send(pseq + 10, 0, NS_TCP_RST);
+    TcpSeg c = one();
+    EXPECT_EQ(c.flags, NS_TCP_ACK);
+    EXPECT_EQ(c.ack, pseq);
+    EXPECT_EQ(state(sd), int(GetParam()));
+    // SYN: challenge ACK too (RFC 5961 4.2).
+    peer_send(pseq + 20, 0, NS_TCP_SYN);
+    EXPECT_EQ(one().flags, NS_TCP_ACK);
+    EXPECT_EQ(state(sd), int(GetParam()));
+    // Garbage: wrong checksum, out-of-window data: no state change.
+    peer_send(pseq + 3000000, snd, NS_TCP_ACK, str_bytes("far"));
+    segs();
+    EXPECT_EQ(state(sd), int(GetParam()));
+    // Exact RST closes.
+    peer_send(pseq, 0, NS_TCP_RST);
+    EXPECT_EQ(state(sd), NS_TCP_CLOSED);
+    EXPECT_TRUE(segs().empty());
+    EXPECT_TRUE(ns_tcp_events(ns, sd) & NS_EV_HUP);
+    EXPECT_EQ(ns_tcp_close(ns, sd), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, NsTcpStates,
+                         ::testing::Values(NS_TCP_ESTABLISHED, NS_TCP_CLOSE_WAIT, NS_TCP_LAST_ACK, NS_TCP_FIN_WAIT_1,
+                                           NS_TCP_FIN_WAIT_2, NS_TCP_CLOSING, NS_TCP_TIME_WAIT));
+
 TEST_F(TcpPair, LossyLinkTransferCompletes)
 {
     auto [c, s] = connect_pair();
