@@ -42,7 +42,7 @@ case "$runs" in ''|*[!0-9]*|0) echo "bench-ipc.sh: --runs needs a positive numbe
 
 # Workload sizes; --quick shrinks them to test the script.
 cm_rtt=200000; cm_tput=32768; cm_floor=1000000   # catmem-bench: round trips, 64 KiB messages, floor bounces
-pp_fast=100000; pp_slow=20000                      # ipc-pingpong round trips: catloop / kernel paths
+pp_fast=100000; pp_slow=10000                      # ipc-pingpong round trips: catloop / kernel paths
 redis_n=200000
 if [ "$quick" -eq 1 ]; then
   cm_rtt=2000; cm_tput=64; cm_floor=20000; pp_fast=500; pp_slow=200; redis_n=2000; runs=1; write_doc=0
@@ -100,6 +100,14 @@ raw=$tmp/raw   # lines: KEY VALUE
 : >"$raw"
 failures=()
 record() { echo "$1 $2" >>"$raw"; }
+last() { awk -v k="$1" '$1 == k { v = $2 } END { print v }' "$raw"; }
+# ratio KEY A B: record A's last value / B's last value (this run's), if both exist
+ratio_of() {
+  local a b
+  a=$(last "$2"); b=$(last "$3")
+  [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN { exit !(b > 0) }' && record "$1" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.4f", a / b }')"
+  return 0
+}
 failed() { failures+=("$1"); say "  FAILED: $1"; [ -f "${2:-}" ] && tail -n 10 "$2" | sed 's/^/    /' >&2; return 0; }
 
 # field NAME FILE: the value of NAME=... on the file's "result:" line
@@ -188,6 +196,11 @@ one_round() { # SAMPLES_DIR (empty: none)
   bench_pp catnap demi:catnap "$pp_slow" ${s:+"$s/rtt.catnap"}
   bench_pp ktcp tcp "$pp_slow" ${s:+"$s/rtt.ktcp"}
   bench_pp unix unix "$pp_slow" ${s:+"$s/rtt.unix"}
+  # Ratios within this run: the load changes between runs, so each run is compared with itself.
+  ratio_of r_catmem_floor catmem_p50 floor_p50
+  ratio_of r_catnap_catloop catnap_p50 catloop_p50
+  ratio_of r_ktcp_catloop ktcp_p50 catloop_p50
+  ratio_of r_unix_catloop unix_p50 catloop_p50
 }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -208,6 +221,10 @@ for i in $(seq 1 "$runs"); do
   if [ "$do_redis" -eq 1 ]; then
     # Alternate which variant goes first, so neither always runs on a warmer (or busier) machine.
     if [ $((i % 2)) -eq 1 ]; then bench_redis native; bench_redis catloop; else bench_redis catloop; bench_redis native; fi
+    for k in c50_SET c50_GET c1_SET c1_GET; do
+      ratio_of "r_redis_${k}_rps" "redis_${k}_rps_catloop" "redis_${k}_rps_native"
+      ratio_of "r_redis_${k}_p50" "redis_${k}_p50_catloop" "redis_${k}_p50_native"
+    done
   fi
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -223,29 +240,32 @@ table=$(awk -v redis="$do_redis" '
   }
   function us(x) { return x == "" ? "-" : (x / 1000 >= 100 ? sprintf("%.0f", x / 1000) : (x / 1000 >= 10 ? sprintf("%.1f", x / 1000) : sprintf("%.2f", x / 1000))) }
   function ratio(a, b, s) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f%s", a / b, s) }
-  function row(name, k, base, bname,   a, b) {
+  # rr(KEY): the median of the per-run ratios KEY, and the value of each run
+  function rr(key, s,   i, l) {
+    if (cnt[key] == 0) return "-";
+    l = "";
+    for (i = 1; i <= cnt[key]; i++) l = l (i > 1 ? ", " : "") sprintf("%.2f", val[key, i]);
+    return sprintf("%.2f%s (runs: %s)", median(key), s, l);
+  }
+  function row(name, k, rkey, bname,   a, b) {
     a = median(k "_p50"); b = median(k "_p99");
-    printf "| %s | %s | %s | - | %s |\n", name, us(a), us(b), base == "" ? "baseline" : ratio(a, median(base "_p50"), "x " bname);
+    printf "| %s | %s | %s | - | %s |\n", name, us(a), us(b), rkey == "" ? "baseline" : rr(rkey, "x " bname);
   }
   $2 != "" { cnt[$1]++; val[$1, cnt[$1]] = $2 + 0 }
   END {
-    print "| path (64 B unless said) | p50 (us) | p99 (us) | throughput | p50 / baseline p50 |";
+    print "| path (64 B unless said) | p50 (us) | p99 (us) | throughput | p50 ratio (median of per-run ratios) |";
     print "|---|---:|---:|---:|---|";
     row("floor: one cache line between two pinned threads", "floor", "", "");
-    row("catmem pipe ping-pong, 2 processes", "catmem", "floor", "the floor");
+    row("catmem pipe ping-pong, 2 processes", "catmem", "r_catmem_floor", "the floor (target <= 3x)");
     g = median("catmem_gbps");
     printf "| catmem 64 KiB one-way, 16 pushes in flight | - | - | %s | - |\n", g == "" ? "-" : sprintf("%.2f GB/s", g);
-    row("catloop TCP ping-pong (shared memory)", "catloop", "ktcp", "kernel TCP");
-    row("catnap TCP ping-pong (kernel loopback, demi API)", "catnap", "ktcp", "kernel TCP");
-    row("kernel loopback TCP, blocking read/write", "ktcp", "", "");
-    row("Unix domain socket, blocking read/write", "unix", "ktcp", "kernel TCP");
-    a = median("catloop_p50");
-    printf "| catloop vs kernel loopback TCP (catnap) | | | | %s faster (target >= 10x) |\n", ratio(median("catnap_p50"), a, "x");
-    printf "| catloop vs kernel TCP (blocking) | | | | %s faster |\n", ratio(median("ktcp_p50"), a, "x");
-    printf "| catloop vs Unix domain socket | | | | %s faster |\n", ratio(median("unix_p50"), a, "x");
+    row("catloop TCP ping-pong (shared memory)", "catloop", "", "");
+    row("catnap TCP ping-pong (kernel loopback, demi API)", "catnap", "r_catnap_catloop", "catloop (target >= 10x)");
+    row("kernel loopback TCP, blocking read/write", "ktcp", "r_ktcp_catloop", "catloop");
+    row("Unix domain socket, blocking read/write", "unix", "r_unix_catloop", "catloop");
     if (redis == 1) {
       print "";
-      print "| redis-benchmark -n N | native req/s | catloop req/s | ratio | native p50 (us) | catloop p50 (us) | ratio |";
+      print "| redis-benchmark | native req/s | catloop req/s | ratio (runs) | native p50 (us) | catloop p50 (us) | ratio (runs) |";
       print "|---|---:|---:|---:|---:|---:|---:|";
       split("c50_SET c50_GET c1_SET c1_GET", rs, " ");
       for (i = 1; i <= 4; i++) {
@@ -253,8 +273,8 @@ table=$(awk -v redis="$do_redis" '
         rn = median("redis_" k "_rps_native"); rc = median("redis_" k "_rps_catloop");
         pn = median("redis_" k "_p50_native"); pc = median("redis_" k "_p50_catloop");
         printf "| -c %s %s | %s | %s | %s | %s | %s | %s |\n", substr(kk[1], 2), kk[2],
-          rn == "" ? "-" : sprintf("%.0f", rn), rc == "" ? "-" : sprintf("%.0f", rc), ratio(rc, rn, "x"),
-          pn == "" ? "-" : sprintf("%.0f", pn), pc == "" ? "-" : sprintf("%.0f", pc), ratio(pc, pn, "x");
+          rn == "" ? "-" : sprintf("%.0f", rn), rc == "" ? "-" : sprintf("%.0f", rc), rr("r_redis_" k "_rps", "x"),
+          pn == "" ? "-" : sprintf("%.0f", pn), pc == "" ? "-" : sprintf("%.0f", pc), rr("r_redis_" k "_p50", "x");
       }
     }
   }' "$raw")
