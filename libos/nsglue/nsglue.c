@@ -52,6 +52,8 @@ struct nsg_sock {
     struct nsg_sock *all_next, *all_prev;
     struct nsg_sock *uw_next, *uw_prev; /* UDP sockets with pops waiting */
     bool on_uw;
+    struct nsg_sock *dl_next, *dl_prev; /* TCP sockets with a timed connect pending */
+    bool on_dl;
 };
 
 /* One application-held stack buffer; sga_buf points at the slot. */
@@ -100,6 +102,9 @@ static struct {
     bool nodelay, keepalive, linger0;
     int keepidle_s, keepintvl_s;
     int mss;
+    uint64_t connect_timeout_ns; /* tcp_socket_options.connect_timeout_ms; 0: the stack's own SYN retries */
+    /* Sockets with a timed connect; one timeout for all, so appending keeps them sorted by deadline. */
+    struct nsg_sock *dl_head, *dl_tail;
     /* Sockets by netstack number. */
     struct nsg_sock **tcp;
     int ntcp;
@@ -212,10 +217,41 @@ static void uw_remove(struct nsg_sock *s)
     s->on_uw = false;
 }
 
+static void dl_add(struct nsg_sock *s)
+{
+    if (s->on_dl)
+        return;
+    s->dl_next = NULL;
+    s->dl_prev = g.dl_tail;
+    if (g.dl_tail)
+        g.dl_tail->dl_next = s;
+    else
+        g.dl_head = s;
+    g.dl_tail = s;
+    s->on_dl = true;
+}
+
+static void dl_remove(struct nsg_sock *s)
+{
+    if (!s->on_dl)
+        return;
+    if (s->dl_prev)
+        s->dl_prev->dl_next = s->dl_next;
+    else
+        g.dl_head = s->dl_next;
+    if (s->dl_next)
+        s->dl_next->dl_prev = s->dl_prev;
+    else
+        g.dl_tail = s->dl_prev;
+    s->dl_next = s->dl_prev = NULL;
+    s->on_dl = false;
+}
+
 /* Unlink and free the glue side; the netstack socket is the caller's business. */
 static void sock_free(struct nsg_sock *s)
 {
     uw_remove(s);
+    dl_remove(s);
     if (s->kind == CORE_Q_TCP) {
         if (s->sd >= 0 && s->sd < g.ntcp && g.tcp[s->sd] == s)
             g.tcp[s->sd] = NULL;
@@ -563,6 +599,8 @@ static int sock_progress(struct nsg_sock *s)
     if (s->kind == CORE_Q_TCP) {
         done += run_list(s, &s->accepts, accept_try);
         done += run_list(s, &s->connects, connect_check);
+        if (s->connects.head == NULL)
+            dl_remove(s);
     }
     done += run_list(s, &s->pops, pop_try);
     done += run_list(s, &s->pushes, push_try);
@@ -595,6 +633,8 @@ static void timer_arm(void)
     if (g.tfd < 0)
         return;
     uint64_t next = ns_next_timer(g.ns);
+    if (g.dl_head != NULL && g.dl_head->connects.head != NULL && g.dl_head->connects.head->deadline_ns < next)
+        next = g.dl_head->connects.head->deadline_ns;
     uint64_t now = core_now_ns();
     /* An earlier wake-up than needed costs one poll; a later one would lose a timer. */
     if (g.armed != 0 && g.armed > now && g.armed <= next)
@@ -712,6 +752,7 @@ static int config_from_core(const struct core_config *cfg, const struct netdev *
     g.keepintvl_s = (int)((cfg->keepalive_interval_ms + 999u) / 1000u);
     g.linger0 = cfg->linger_enabled && cfg->linger_time_s == 0;
     g.mss = cfg->mss > 0 && cfg->mss < mtu - 40 ? (int)cfg->mss : 0;
+    g.connect_timeout_ns = (uint64_t)cfg->connect_timeout_ms * 1000000ull;
     return 0;
 }
 
@@ -1013,8 +1054,17 @@ int nsglue_connect(struct core_queue *q, struct core_op *op)
     }
     if (rc == -EINPROGRESS) {
         core_oplist_push(&s->connects, op);
+        op->deadline_ns = 0;
+        if (g.connect_timeout_ns > 0) {
+            op->deadline_ns = core_now_ns() + g.connect_timeout_ns;
+            dl_add(s);
+        }
         /* A stack that answered at once (a local refusal) has already decided. */
         run_list(s, &s->connects, connect_check);
+        if (s->connects.head == NULL)
+            dl_remove(s);
+        else
+            timer_arm();
         return 0;
     }
     if (connect_error_is_argument(-rc))
@@ -1327,6 +1377,40 @@ int nsglue_getsockname(struct core_queue *q, struct sockaddr_in *addr)
 
 /* ---- poll ---------------------------------------------------------------------- */
 
+/*
+ * A connect that outlived tcp_socket_options.connect_timeout_ms fails with ETIMEDOUT. Its
+ * half-open connection is dropped by giving the queue a fresh netstack socket, so it cannot
+ * become connected behind the application's back (and the queue may connect again).
+ */
+static int expire_connects(uint64_t now)
+{
+    int done = 0;
+    while (g.dl_head != NULL) {
+        struct nsg_sock *s = g.dl_head;
+        struct core_op *op = s->connects.head;
+        if (op != NULL && op->deadline_ns > now)
+            break;
+        dl_remove(s);
+        if (op == NULL)
+            continue;
+        int sd = ns_tcp_socket(g.ns);
+        if (sd >= 0 && tcp_table_put(sd, s) == 0) {
+            ns_tcp_close(g.ns, s->sd);
+            if (s->sd < g.ntcp && g.tcp[s->sd] == s)
+                g.tcp[s->sd] = NULL;
+            s->sd = sd;
+            apply_tcp_defaults(sd);
+        } else {
+            if (sd >= 0)
+                ns_tcp_close(g.ns, sd);
+            LOG_WARN("%s: connect timed out but no socket to replace the half-open one", g.libos);
+        }
+        complete_fail(&s->connects, op, ETIMEDOUT);
+        done++;
+    }
+    return done;
+}
+
 int nsglue_poll(void)
 {
     if (!g.up || g.forked)
@@ -1362,6 +1446,8 @@ int nsglue_poll(void)
             done += sock_progress(s);
         }
     }
+    if (g.dl_head != NULL)
+        done += expire_connects(now);
     ns_flush(g.ns);
     timer_arm();
     if (rx > 0 || done > 0 || g.dirty)
