@@ -44,6 +44,9 @@
 #endif
 
 /* ---- IPv4 */
+#ifndef NS_LOOPBACK_QUEUE_MAX
+#define NS_LOOPBACK_QUEUE_MAX 1024     /* datagrams to our own address waiting for input; more are dropped */
+#endif
 #ifndef NS_IP_DEFAULT_TTL
 #define NS_IP_DEFAULT_TTL 64           /* RFC 1700 recommended TTL for what we send */
 #endif

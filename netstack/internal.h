@@ -108,6 +108,9 @@ struct netstack {
     struct nsbuf *txq[NS_TX_BATCH];
     uint32_t ntx;
 
+    struct nsbuf *lo_head, *lo_tail; /* datagrams to our own address, input by ns_poll */
+    uint32_t lo_count;
+
     struct ns_arp_entry arp[NS_ARP_CACHE_SIZE];
     uint32_t arp_npending;       /* over all entries */
 
@@ -132,7 +135,12 @@ struct netstack {
 
 struct ns_tcp;
 
+/* Internal nsbuf flag: a datagram we sent to our own address (ns_loopback_enqueue). */
+#define NSBUF_LOOPED 0x80000000u
+
 /* stack.c */
+/* Queue an IPv4 datagram to our own address (data at the IP header) for input on the next ns_poll. Takes b. */
+void ns_loopback_enqueue(struct netstack *ns, struct nsbuf *b);
 struct nsbuf *ns_alloc_tx(struct netstack *ns);  /* headroom checked; counts tx_nobuf */
 void ns_buf_put(struct netstack *ns, struct nsbuf *b);
 void ns_tx_enqueue(struct netstack *ns, struct nsbuf *frame);

@@ -44,7 +44,7 @@ void ns_ipv4_input(struct netstack *ns, struct nsbuf *b, bool l2_mcast)
     be32_t src = ip->src, dst = ip->dst;
     /* RFC 1122 3.2.1.3: such sources cannot be answered and are forged. */
     if (src == 0 || ns_ip_is_bcast(ns, src) || ns_ipv4_is_mcast(src) || ns_ipv4_is_reserved(src) ||
-        ns_ipv4_is_loopback(src) || src == ns->ip) {
+        ns_ipv4_is_loopback(src) || (src == ns->ip && !(b->flags & NSBUF_LOOPED))) {
         ns->st.ip_rx_bad_src++;
         goto drop;
     }
@@ -97,11 +97,6 @@ int ns_ipv4_output(struct netstack *ns, struct nsbuf *b, be32_t dst, uint8_t pro
         rc = -EINVAL;
         goto drop;
     }
-    if (dst == ns->ip) {
-        /* Talking to ourselves needs a loopback path that does not exist yet. */
-        rc = -EOPNOTSUPP;
-        goto drop;
-    }
     /* We set DF on everything and never fragment (RFC 1191 style): the
      * caller learns the limit instead of us sending pieces. */
     if (b->len + NS_IPV4_HLEN > ns->mtu) {
@@ -135,6 +130,10 @@ int ns_ipv4_output(struct netstack *ns, struct nsbuf *b, be32_t dst, uint8_t pro
     ip->dst = dst;
     ip->cksum = ns_ipv4_cksum(ip, NS_IPV4_HLEN);
     ns->st.ip_tx++;
+    if (dst == ns->ip) {
+        ns_loopback_enqueue(ns, b);
+        return 0;
+    }
     ns_arp_output(ns, b, nh);
     return 0;
 drop:

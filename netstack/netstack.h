@@ -114,6 +114,8 @@ void ns_buf_free(struct netstack *ns, struct nsbuf *b);
     X(ip_reasm_nomem, "dropped: no reassembly buffer (all held by unread datagrams, or no memory)") \
     X(ip_rx_unknown_proto, "dropped: protocol not handled (protocol unreachable sent)")             \
     X(ip_tx_no_route, "dropped: no route (off-link and no gateway)")                                \
+    X(ip_loopback, "IPv4 datagrams sent to our own address and looped back")                       \
+    X(ip_loopback_dropped, "dropped: loopback queue full")                                          \
     X(icmp_rx, "ICMP messages received")                                                            \
     X(icmp_tx, "ICMP messages sent")                                                                \
     X(icmp_rx_truncated, "dropped: shorter than an ICMP header")                                    \
@@ -192,7 +194,8 @@ int ns_udp_connect(struct netstack *ns, int sd, const struct ns_sockaddr *remote
  * (more than MTU - 28: we set DF and never fragment), EDESTADDRREQ (dst NULL,
  * not connected; a dst on a connected socket is allowed, as on Linux), EACCES
  * (broadcast: no SO_BROADCAST yet), ENETUNREACH, ENOBUFS, EINVAL (addr/port 0),
- * EOPNOTSUPP (our own address: no loopback yet), or a pending socket error. */
+ * or a pending socket error. Our own address loops back inside the stack (input on the
+ * next ns_poll); 127/8 is EINVAL. */
 int ns_udp_sendto(struct netstack *ns, int sd, const void *data, size_t len, const struct ns_sockaddr *dst);
 /* Copies one datagram (the rest of a longer one is lost, as recvfrom without
  * MSG_TRUNC) and returns the bytes copied; -EAGAIN when none; a pending error

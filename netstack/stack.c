@@ -77,14 +77,64 @@ int ns_create(const struct ns_config *cfg, struct netdev *dev, uint64_t now_ns, 
     return 0;
 }
 
+static void loopback_free(struct netstack *ns)
+{
+    while (ns->lo_head) {
+        struct nsbuf *b = ns->lo_head;
+        ns->lo_head = b->next;
+        b->next = NULL;
+        ns_buf_put(ns, b);
+    }
+    ns->lo_tail = NULL;
+    ns->lo_count = 0;
+}
+
+void ns_loopback_enqueue(struct netstack *ns, struct nsbuf *b)
+{
+    if (ns->lo_count >= NS_LOOPBACK_QUEUE_MAX) {
+        ns->st.ip_loopback_dropped++;
+        ns_buf_put(ns, b);
+        return;
+    }
+    /* Our own checksums are right: input need not check them again. */
+    b->flags |= NSBUF_LOOPED | NSBUF_RX_IP_CKSUM_GOOD | NSBUF_RX_L4_CKSUM_GOOD;
+    b->next = NULL;
+    if (ns->lo_tail)
+        ns->lo_tail->next = b;
+    else
+        ns->lo_head = b;
+    ns->lo_tail = b;
+    ns->lo_count++;
+    ns->st.ip_loopback++;
+}
+
+/* Input what we sent ourselves, answers to answers included, up to a budget. */
+static int loopback_run(struct netstack *ns)
+{
+    int n = 0;
+    while (ns->lo_head && n < NS_RX_BUDGET) {
+        struct nsbuf *b = ns->lo_head;
+        ns->lo_head = b->next;
+        if (!ns->lo_head)
+            ns->lo_tail = NULL;
+        ns->lo_count--;
+        b->next = NULL;
+        ns_ipv4_input(ns, b, false);
+        n++;
+    }
+    return n;
+}
+
 void ns_destroy(struct netstack *ns)
 {
     if (!ns)
         return;
+    loopback_free(ns);
     for (uint32_t i = 0; i < ns->ntx; i++)
         ns_buf_put(ns, ns->txq[i]);
     ns->ntx = 0;
     ns_tcp_fini(ns);
+    loopback_free(ns);           /* anything tcp_fini sent our own address */
     ns_arp_fini(ns);
     ns_udp_fini(ns);
     ns_ipv4_frag_fini(ns);       /* last: sockets hand its large buffers back first */
@@ -174,12 +224,15 @@ int ns_poll(struct netstack *ns, uint64_t now_ns)
         ns_ipv4_frag_timers(ns);
     }
     ns_tw_run(&ns->tw, ns, ns->now);
+    total += loopback_run(ns);
     ns_flush(ns);
     return total;
 }
 
 uint64_t ns_next_timer(const struct netstack *ns)
 {
+    if (ns->lo_head)
+        return ns->now;          /* looped-back datagrams wait for the next ns_poll */
     /* The real deadlines (TCP wheel, ARP retries/expiry, reassembly), so an idle
      * stack lets its caller sleep; ns_poll scans ARP at most every tick anyway. */
     uint64_t t = ns_tw_next_ns(&ns->tw);

@@ -562,8 +562,8 @@ int ns_tcp_connect(struct netstack *ns, int sd, const struct ns_sockaddr *remote
         return -EISCONN;         /* one connection per socket, as on Linux after it ended */
     if (!remote || remote->port == 0 || remote->addr == 0)
         return -EINVAL;
-    if (remote->addr == ns->ip || ns_ipv4_is_loopback(remote->addr))
-        return -EOPNOTSUPP;      /* no loopback path yet */
+    if (ns_ipv4_is_loopback(remote->addr))
+        return -ENETUNREACH;     /* 127/8 is the kernel's; ours is reached by our own address */
     if (ns_ip_is_bcast(ns, remote->addr) || ns_ipv4_is_mcast(remote->addr) || ns_ipv4_is_reserved(remote->addr))
         return -ENETUNREACH;
     if (!ns_ip_on_link(ns, remote->addr) && !ns->gateway)
