@@ -85,8 +85,10 @@ static int show(long pid, bool nonzero_only, bool quiet_missing)
         uint64_t s1 = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
         if (s1 & 1)
             continue;
-        memcpy(vals, nsstat_values(h), (size_t)n * sizeof(uint64_t));
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        /* Acquire loads keep the re-read of seq after every value read. */
+        const uint64_t *src = nsstat_values(h);
+        for (uint32_t i = 0; i < n; i++)
+            vals[i] = __atomic_load_n(&src[i], __ATOMIC_ACQUIRE);
         if (__atomic_load_n(&h->seq, __ATOMIC_RELAXED) == s1)
             break;
     }

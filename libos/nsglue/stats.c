@@ -2,7 +2,7 @@
  * The counters file: /dev/shm/demi-netstack.<pid> (0600) mirrors the stack's,
  * the binding's and the device's counters for demi-nsstat. Call chain:
  * nsglue_poll -> stats_publish -> nsglue_shm_publish (a seqlock around one
- * memcpy, only when something changed). Removed at exit; files of dead
+ * copy, only when something changed). Removed at exit; files of dead
  * processes are removed by the next process that starts a stack.
  */
 #include <dirent.h>
@@ -121,10 +121,12 @@ void nsglue_shm_publish(const uint64_t *values, unsigned n)
     struct nsstat_shm_hdr *h = sh.h;
     if (h == NULL || n != h->count)
         return;
-    uint64_t s = h->seq;
-    __atomic_store_n(&h->seq, s + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    memcpy(nsstat_values(h), values, (size_t)n * sizeof(uint64_t));
+    /* An acquire RMW (not a fence, which ThreadSanitizer cannot model) keeps the value stores
+     * after the odd sequence number. */
+    uint64_t s = __atomic_fetch_add(&h->seq, 1, __ATOMIC_ACQ_REL);
+    uint64_t *dst = nsstat_values(h);
+    for (unsigned i = 0; i < n; i++)
+        __atomic_store_n(&dst[i], values[i], __ATOMIC_RELAXED);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     h->updated_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
