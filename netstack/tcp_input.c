@@ -562,10 +562,12 @@ static void reset_received(struct netstack *ns, struct ns_tcb *t)
     case NS_TCP_SYN_RECEIVED:
         tcp_close_conn(ns, t, t->parent ? 0 : ECONNREFUSED);
         break;
+    case NS_TCP_CLOSE_WAIT:
+        tcp_close_conn(ns, t, EPIPE);   /* Linux tcp_reset: the peer had finished sending */
+        break;
     case NS_TCP_ESTABLISHED:
     case NS_TCP_FIN_WAIT_1:
     case NS_TCP_FIN_WAIT_2:
-    case NS_TCP_CLOSE_WAIT:
         tcp_close_conn(ns, t, ECONNRESET);
         break;
     default:
@@ -656,6 +658,8 @@ static void established_input(struct netstack *ns, struct ns_tcb *t, struct nsbu
             goto drop;
         goto out;
     }
+    if (t->state == NS_TCP_TIME_WAIT && (s->len || (fl & NS_TCP_FIN)))
+        t->ack_now = true;       /* Linux TCP_TW_ACK: anything but a bare ACK is answered */
     if (t->state == NS_TCP_TIME_WAIT || t->state == NS_TCP_CLOSED)
         goto drop_ack;
 

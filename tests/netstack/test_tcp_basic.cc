@@ -245,6 +245,9 @@ TEST_F(NsTcp, ActiveCloseThroughTimeWait)
     EXPECT_EQ(state(sd), NS_TCP_TIME_WAIT);
     EXPECT_EQ(recv_all(sd), "late");
     EXPECT_TRUE(ns_tcp_events(ns, sd) & NS_EV_HUP);
+    // Data in TIME_WAIT is answered with an ACK (Linux), not taken.
+    peer_send(pseq, snd + 1, NS_TCP_ACK | NS_TCP_PSH, str_bytes("zz"));
+    EXPECT_EQ(one().ack, pseq);
     // A retransmitted FIN is ACKed again (and restarts 2 MSL).
     peer_send(pseq - 1, snd + 1, NS_TCP_ACK | NS_TCP_FIN);
     EXPECT_EQ(one().ack, pseq);

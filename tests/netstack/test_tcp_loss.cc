@@ -594,6 +594,13 @@ TEST_P(NsTcpStates, RstAndSynChecksInEveryState)
     peer_send(pseq, 0, NS_TCP_RST);
     EXPECT_EQ(state(sd), NS_TCP_CLOSED);
     EXPECT_TRUE(segs().empty());
+    int err = -1;
+    ns_tcp_getsockopt(ns, sd, NS_SO_ERROR, &err);
+    int want = GetParam() == NS_TCP_CLOSE_WAIT ? EPIPE
+               : (GetParam() == NS_TCP_ESTABLISHED || GetParam() == NS_TCP_FIN_WAIT_1 || GetParam() == NS_TCP_FIN_WAIT_2)
+                   ? ECONNRESET
+                   : 0;
+    EXPECT_EQ(err, want) << "error per Linux tcp_reset";
     EXPECT_TRUE(ns_tcp_events(ns, sd) & NS_EV_HUP);
     EXPECT_EQ(ns_tcp_close(ns, sd), 0);
 }
