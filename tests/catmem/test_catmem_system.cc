@@ -581,6 +581,11 @@ TEST(CatmemSystem, ForkedChildLeavesInheritedPipesToTheParent)
             if (demi_pop(&qt, d) != 0 || demi_wait(&qr, qt, &to) != 0 || qr.qr_opcode != DEMI_OPC_POP ||
                 qr.qr_value.sga.sga_segs[0].sgaseg_len != 8)
                 _exit(15);
+            demi_sgafree(&qr.qr_value.sga);
+            demi_sgafree(&sga);
+            /* The creator's close removes the region's name: nothing is left in /dev/shm. */
+            if (demi_close(d) != 0 || demi_close(c) != 0)
+                _exit(16);
             _exit(0);
         }
         int st;
