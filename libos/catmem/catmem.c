@@ -54,6 +54,7 @@ struct cm_pipe {
     uint64_t next_live_check;
     uint32_t live_polls;        /* polls since the clock was last read for the live check */
     int err;                    /* sticky: ECONNRESET (peer died) or EIO (corrupt region) */
+    ino_t ino;                  /* the region's inode, to unlink its name only while it is still ours */
     bool inherited;             /* a forked child's copy of its parent's pipe: unusable, off the list */
     demi_sgarray_t rx_sga;      /* buffer of the message being reassembled */
     struct core_oplist pops;
@@ -266,6 +267,7 @@ static int catmem_open_pipe(struct core_queue *q, const char *name)
     close(fd);
     if (base == MAP_FAILED)
         return -ENOMEM;
+    ino_t ino = st.st_ino;
     h = base;
     rc = 0;
     uint32_t zero = 0;
@@ -279,6 +281,7 @@ static int catmem_open_pipe(struct core_queue *q, const char *name)
         munmap(base, size);
         return rc;
     }
+    p->ino = ino;
     uint32_t cpid = ld32(&h->end[0].pid);
     p->pidfd = cpid == 0 || cpid > INT_MAX ? -1 : pidfd_open((pid_t)cpid, 0);
     if (p->pidfd < 0 && !ld32(&h->end[0].closed))
@@ -437,6 +440,17 @@ static int catmem_pop(struct core_queue *q, struct core_op *op)
     return 0;
 }
 
+static void unlink_if_same(const char *shm_name, ino_t ino)
+{
+    int fd = shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_ino == ino)
+        shm_unlink(shm_name);
+    close(fd);
+}
+
 static void pipe_free(struct cm_pipe *p)
 {
     core_oplist_fail_all(&p->pops, ECANCELED);
@@ -445,9 +459,17 @@ static void pipe_free(struct cm_pipe *p)
         core_sga_free(&p->rx_sga);
     __atomic_store_n(&p->hdr->end[p->me].closed, 1, __ATOMIC_RELEASE);
     kick(p);
-    /* The creator's name goes with it: a later create of the same name starts afresh. */
+    /* The creator's name goes with it: a later create of the same name starts afresh. An opener
+     * whose creator died without closing removes the name too (nobody else will), unless the name
+     * already belongs to a newer region. */
     if (p->me == 0)
         shm_unlink(p->shm_name);
+    else {
+        if (p->err == 0)
+            check_peer(p, true);
+        if (p->err == ECONNRESET && !ld32(&p->hdr->end[0].closed))
+            unlink_if_same(p->shm_name, p->ino);
+    }
     if (p->pidfd >= 0)
         close(p->pidfd);
     munmap(p->base, p->size);

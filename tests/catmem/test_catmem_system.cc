@@ -247,6 +247,8 @@ void peer_killed(bool victim_is_creator)
     ASSERT_EQ(1, pr) << "survivor never got to sleep: " << res[1].describe();
     EXPECT_TRUE(res[1].ok()) << res[1].describe();
     EXPECT_TRUE(WIFSIGNALED(res[0].status)) << res[0].describe();
+    /* Whichever end survived removed the name: a dead creator leaves no file behind. */
+    EXPECT_NE(0, access(shm_path(name).c_str(), F_OK)) << shm_path(name) << " was left behind";
 }
 
 TEST(CatmemSystem, CreatorKilledGivesEconnreset) { peer_killed(true); }
