@@ -616,13 +616,9 @@ TEST(CatloopSystem, CorruptedRingIndexGivesEioAndNoCrash)
 /* A process of another user can neither open a listener's region nor get a shared-memory connection: it uses the kernel. */
 TEST(CatloopSystem, SecondUserGetsNoAccessAndFallsBackToKernel)
 {
-    if (geteuid() != 0)
-        GTEST_SKIP() << "needs root to switch to a second user";
-    struct passwd *pw = getpwnam("nobody");
-    if (pw == nullptr)
-        GTEST_SKIP() << "no user 'nobody'";
-    uid_t uid = pw->pw_uid;
-    gid_t gid = pw->pw_gid;
+    uid_t uid;
+    gid_t gid;
+    REQUIRE_SECOND_USER(uid, gid);
     uint16_t port = free_port();
     ASSERT_NE(port, 0);
     Signal listening;
@@ -645,8 +641,7 @@ TEST(CatloopSystem, SecondUserGetsNoAccessAndFallsBackToKernel)
         },
         [&] {
             listening.await();
-            CHECK(setgroups(0, nullptr) == 0 && setgid(gid) == 0 && setuid(uid) == 0, "cannot become nobody: %s",
-                  strerror(errno));
+            BECOME_USER(uid, gid);
             std::string name = listener_file(port).substr(strlen("/dev/shm"));
             int fd = shm_open(name.c_str(), O_RDWR, 0);
             CHECK(fd < 0 && errno == EACCES, "the listener's region opened as nobody (fd %d, %s)", fd, strerror(errno));
@@ -668,13 +663,9 @@ TEST(CatloopSystem, SecondUserGetsNoAccessAndFallsBackToKernel)
 /* A listener inherited by a child that then drops to another user (nginx's workers): its clients get kernel TCP. */
 TEST(CatloopSystem, AcceptorOfAnotherUserSendsClientsToTheKernel)
 {
-    if (geteuid() != 0)
-        GTEST_SKIP() << "needs root to switch to a second user";
-    struct passwd *pw = getpwnam("nobody");
-    if (pw == nullptr)
-        GTEST_SKIP() << "no user 'nobody'";
-    uid_t uid = pw->pw_uid;
-    gid_t gid = pw->pw_gid;
+    uid_t uid;
+    gid_t gid;
+    REQUIRE_SECOND_USER(uid, gid);
     uint16_t port = free_port();
     ASSERT_NE(port, 0);
     Signal accepting, client_done;
@@ -685,8 +676,7 @@ TEST(CatloopSystem, AcceptorOfAnotherUserSendsClientsToTheKernel)
             pid_t kid = fork();
             CHECK(kid >= 0, "fork: %s", strerror(errno));
             if (kid == 0) {
-                CHECK(setgroups(0, nullptr) == 0 && setgid(gid) == 0 && setuid(uid) == 0, "cannot become nobody: %s",
-                      strerror(errno));
+                BECOME_USER(uid, gid);
                 demi_qtoken_t qt;
                 CHECK_DEMI(demi_accept(&qt, l));
                 accepting.raise();

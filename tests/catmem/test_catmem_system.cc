@@ -256,13 +256,9 @@ TEST(CatmemSystem, OpenerKilledGivesEconnreset) { peer_killed(false); }
 
 TEST(CatmemSystem, AnotherUserCannotOpen)
 {
-    if (geteuid() != 0)
-        GTEST_SKIP() << "needs root to run the opener as another user (nobody)";
-    struct passwd *pw = getpwnam("nobody");
-    if (pw == nullptr)
-        GTEST_SKIP() << "no user 'nobody'";
-    uid_t uid = pw->pw_uid;
-    gid_t gid = pw->pw_gid;
+    uid_t uid;
+    gid_t gid;
+    REQUIRE_SECOND_USER(uid, gid);
     std::string name = unique_name("user");
     Signal created, tried;
     auto r = run_pair(
@@ -277,8 +273,7 @@ TEST(CatmemSystem, AnotherUserCannotOpen)
         },
         [&] {
             created.await();
-            CHECK(setgroups(0, nullptr) == 0 && setgid(gid) == 0 && setuid(uid) == 0, "dropping to nobody: %s",
-                  strerror(errno));
+            BECOME_USER(uid, gid);
             child_init("catmem");
             int qd;
             int rc = demi_open_pipe(&qd, name.c_str());

@@ -9,7 +9,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -123,6 +125,23 @@ inline void child_skip(const char *fmt, ...)
         if (!(cond))                                                                       \
             ::syshelp::child_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                 \
     } while (0)
+
+/* GTEST_SKIP unless the test can run a child as a second user ("nobody"); sets uid and gid. */
+#define REQUIRE_SECOND_USER(uid, gid)                                                      \
+    do {                                                                                   \
+        if (geteuid() != 0)                                                                \
+            GTEST_SKIP() << "needs root to switch to a second user";                       \
+        struct passwd *pw_ = getpwnam("nobody");                                           \
+        if (pw_ == nullptr)                                                                \
+            GTEST_SKIP() << "no user 'nobody'";                                            \
+        (uid) = pw_->pw_uid;                                                               \
+        (gid) = pw_->pw_gid;                                                               \
+    } while (0)
+
+/* In a child: drop to that user (supplementary groups too), or end the child with kExitFail. */
+#define BECOME_USER(uid, gid)                                                              \
+    CHECK(setgroups(0, nullptr) == 0 && setgid(gid) == 0 && setuid(uid) == 0,              \
+          "cannot become uid %u: %s", (unsigned)(uid), strerror(errno))
 
 /* CHECK_DEMI(call): a demi_* call that must return 0. */
 #define CHECK_DEMI(call)                                                                   \
