@@ -12,6 +12,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$root/scripts/bench-lib.sh"
 build=${DEMI_BENCH_BUILD:-$root/build}
 doc=$root/doc/benchmarks.md
 plot_rel=doc/bench-ipc-rtt.png
@@ -358,16 +359,7 @@ if [ "$write_doc" -eq 1 ]; then
       echo "Failed measurements (no figure): ${failures[*]}."
     fi
   } >"$section"
-  [ -f "$doc" ] || printf '# Benchmarks\n\n' >"$doc"
-  # Replace the section (from its heading to the next "## " heading) or append it.
-  awk -v heading="$heading" -v secfile="$section" '
-    function emit(   line) { while ((getline line < secfile) > 0) print line; close(secfile); done = 1 }
-    $0 == heading { emit(); skip = 1; next }
-    skip && /^## / { skip = 0; print "" }
-    !skip { print }
-    END { if (!done) { print ""; emit() } }
-  ' "$doc" >"$tmp/doc.md"
-  cat "$tmp/doc.md" >"$doc"
+  bench_doc_section "$doc" "$heading" "$section"
   say "wrote $doc ($heading) and $plot_rel"
 fi
 [ ${#failures[@]} -eq 0 ]

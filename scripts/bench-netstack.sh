@@ -7,6 +7,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$root/scripts/bench-lib.sh"
 build=${DEMI_BENCH_BUILD:-$root/build}
 doc=$root/doc/benchmarks.md
 heading="## netstack: two stacks in one thread (issue 5)"
@@ -135,17 +136,7 @@ if [ "$write_doc" -eq 1 ]; then
     echo "$summary"
     echo
   } >"$section"
-  if [ ! -f "$doc" ]; then
-    printf '# Benchmarks\n' >"$doc"
-  fi
-  # Replace the section (from its heading to the next "## " heading) or append it.
-  awk -v heading="$heading" -v secfile="$section" '
-    function emit(   line) { while ((getline line < secfile) > 0) print line; close(secfile); done = 1 }
-    $0 == heading { emit(); skip = 1; next }
-    skip && /^## / { skip = 0 }
-    !skip { print }
-    END { if (!done) { print ""; emit() } }' "$doc" >"$doc.new"
-  mv "$doc.new" "$doc"
+  bench_doc_section "$doc" "$heading" "$section"
   rm -f "$section"
   echo "wrote $doc" >&2
 fi
