@@ -168,8 +168,7 @@ struct cl_sock {
     uint64_t take_since; /* side_take failing since */
     int peer_wfd;        /* the peer's wake pipe, opened through /proc, or -1 */
     uint64_t peer_wreg;  /* the registration peer_wfd was opened for */
-    /* both: waiting without progress since (0: progressing), and whether a wake-up is armed */
-    uint64_t idle_since;
+    /* both: whether a wake-up is armed (the process went idle while this socket waited) */
     bool flagged;
 };
 
@@ -201,6 +200,15 @@ static struct {
     uint64_t period; /* of the armed tick */
     bool ring_busy;  /* the last poll left ring operations waiting */
     uint32_t npolls;
+    /*
+     * The clock as of the current poll: read once per poll, not per socket (a read
+     * costs about 20 ns, and a poll looks at every socket with work waiting).
+     * Paths outside a poll use the last poll's value: their deadlines (liveness
+     * checks, sweeps) are at most one poll late.
+     */
+    uint64_t now;
+    /* The process made no progress since (0: it did in the last poll): wake-ups are armed past CL_FLAG_NS. */
+    uint64_t idle_since;
 } cl = {.epfd = -1, .tfd = -1, .wpipe = {-1, -1}};
 
 /* ---- helpers -------------------------------------------------------------------- */
@@ -564,7 +572,7 @@ static bool peer_gone(struct cl_sock *s)
 {
     if (s->dead)
         return true;
-    uint64_t now = core_now_ns();
+    uint64_t now = cl.now;
     if (now < s->next_check_ns)
         return false;
     s->next_check_ns = now + CL_LIVENESS_NS;
@@ -662,7 +670,7 @@ static int conn_progress(struct cl_sock *s)
     if (a == 0 && SL_GEN(v) == s->slot_gen && SL_ST(v) == SL_KERNEL)
         return client_to_kernel(s, op);
     if (a == 0) {
-        uint64_t now = core_now_ns();
+        uint64_t now = cl.now;
         if (now < s->next_check_ns)
             return 0;
         s->next_check_ns = now + CL_LIVENESS_NS;
@@ -728,7 +736,7 @@ static bool side_take(struct cl_sock *s)
         s->take_since = 0;
         return true;
     }
-    uint64_t now = core_now_ns();
+    uint64_t now = cl.now;
     if (s->take_since == 0)
         s->take_since = now;
     if (cur == (uint32_t)cl.pid || !pid_alive((int32_t)cur) || now - s->take_since > CL_TAKE_MAX_NS) {
@@ -746,12 +754,35 @@ static void side_give(struct cl_sock *s)
     atomic_store_explicit(&s->csh->user[s->side].pid, 0, memory_order_release);
 }
 
+/*
+ * Nothing can happen on s now: no bytes to pop, no room for a push, the peer still
+ * open and no liveness check due. Read-only, so a poll over many quiet connections
+ * costs a few cache hits each, not an atomic read-modify-write (side_take).
+ */
+static bool conn_quiet(const struct cl_sock *s)
+{
+    const struct cl_conn_shm *c = s->csh;
+    int me = s->side, peer = 1 - s->side;
+    if (s->dead || cl.now >= s->next_check_ns || atomic_load_explicit(&c->closed[peer], memory_order_relaxed) != 0)
+        return false;
+    if (s->pops.head != NULL && atomic_load_explicit(&c->ring[peer].tail, memory_order_relaxed) !=
+                                    atomic_load_explicit(&c->ring[peer].head, memory_order_relaxed))
+        return false;
+    if (s->pushes.head != NULL && atomic_load_explicit(&c->ring[me].tail, memory_order_relaxed) -
+                                          atomic_load_explicit(&c->ring[me].head, memory_order_relaxed) !=
+                                      CL_RING_CAP)
+        return false;
+    return true;
+}
+
 static int conn_io(struct cl_sock *s)
 {
     struct cl_conn_shm *c = s->csh;
     int done = 0, me = s->side, peer = 1 - s->side;
     bool published = false;
 
+    if (conn_quiet(s))
+        return 0;
     if (!side_take(s))
         return 0; /* a process we share this side with is at it; retry on the next poll */
     if (atomic_load_explicit(&c->closed[peer], memory_order_relaxed) > 2) {
@@ -761,7 +792,6 @@ static int conn_io(struct cl_sock *s)
         side_give(s);
         return 1;
     }
-again:
     while (s->pushes.head != NULL) {
         struct core_op *op = s->pushes.head;
         if (atomic_load_explicit(&c->closed[peer], memory_order_acquire) == 2 || peer_gone(s)) {
@@ -840,30 +870,21 @@ again:
         s->moved++;
         wake_peer(s);
     }
-
-    bool waiting = s->pushes.head != NULL || s->pops.head != NULL;
-    if (done > 0 || !waiting) {
-        if (s->flagged) {
-            atomic_store_explicit(&c->want_wake[me], 0, memory_order_relaxed);
-            set_flag(s, false);
-        }
-        s->idle_since = 0;
-    } else if (!s->flagged && cl.wpipe[1] >= 0) {
-        uint64_t now = core_now_ns();
-        if (s->idle_since == 0) {
-            s->idle_since = now;
-        } else if (now - s->idle_since >= CL_FLAG_NS) {
-            /* Ask for a wake-up, then look once more: what the peer published before it saw the flag is found here. */
-            atomic_store_explicit(&c->wake[me], my_wake_reg(), memory_order_relaxed);
-            atomic_store_explicit(&c->want_wake[me], 1, memory_order_relaxed);
-            CL_FENCE();
-            set_flag(s, true);
-            published = false;
-            goto again;
-        }
+    /* Progress, or nothing left to wait for: a wake-up armed for this socket is no longer wanted. */
+    if (s->flagged && (done > 0 || (s->pushes.head == NULL && s->pops.head == NULL))) {
+        atomic_store_explicit(&c->want_wake[me], 0, memory_order_relaxed);
+        set_flag(s, false);
     }
     side_give(s);
     return done;
+}
+
+/* Ask s's peer for a wake-up after its next publish (the caller then fences and looks at s once more). */
+static void conn_arm(struct cl_sock *s, uint64_t me)
+{
+    atomic_store_explicit(&s->csh->wake[s->side], me, memory_order_relaxed);
+    atomic_store_explicit(&s->csh->want_wake[s->side], 1, memory_order_relaxed);
+    set_flag(s, true);
 }
 
 /*
@@ -906,7 +927,7 @@ static int find_kernel_listener(const struct sockaddr_in *laddr)
 /* A kernel client is waiting: hand the oldest accept to catnap, which takes it at once. */
 static int kernel_accept_progress(struct cl_sock *s)
 {
-    uint64_t now = core_now_ns();
+    uint64_t now = cl.now;
     if (s->kfd < 0 || now < s->next_kcheck_ns)
         return 0;
     s->next_kcheck_ns = now + CL_KCHECK_NS;
@@ -1037,7 +1058,7 @@ static int listener_progress(struct cl_sock *s)
 {
     struct cl_group *g = &s->psh->group[s->group];
     uint32_t posts = atomic_load_explicit(&g->posts, memory_order_acquire);
-    uint64_t now = core_now_ns();
+    uint64_t now = cl.now;
     bool sweep = now >= s->next_sweep_ns;
     if (posts == s->seen_posts && !sweep)
         return 0;
@@ -1114,32 +1135,13 @@ static void wake_acceptors(struct cl_group *g)
     }
 }
 
-/* After a poll of listener s: arm a wake-up once its accepts waited CL_FLAG_NS in vain, drop it on progress. */
-static int listener_idle(struct cl_sock *s, int done)
+/* After a poll of listener s: drop its wake-up on progress, or once no accept waits. */
+static void listener_disarm(struct cl_sock *s, int done)
 {
-    if (done > 0 || s->accepts.head == NULL) {
-        if (s->flagged) {
-            acceptor_register(s, false);
-            set_flag(s, false);
-        }
-        s->idle_since = 0;
-        return 0;
+    if (s->flagged && (done > 0 || s->accepts.head == NULL)) {
+        acceptor_register(s, false);
+        set_flag(s, false);
     }
-    if (s->flagged || cl.wpipe[1] < 0)
-        return 0;
-    uint64_t now = core_now_ns();
-    if (s->idle_since == 0) {
-        s->idle_since = now;
-        return 0;
-    }
-    if (now - s->idle_since < CL_FLAG_NS)
-        return 0;
-    acceptor_register(s, true);
-    CL_FENCE();
-    set_flag(s, true);
-    /* Look once more: a request posted before the client could see us registered is found here. */
-    s->seen_posts--;
-    return listener_progress(s);
 }
 
 /* ---- ops ------------------------------------------------------------------------- */
@@ -1179,13 +1181,6 @@ static int wait_setup(void)
     return ret;
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Keep the tick running exactly while a ring operation waits. The timer fires at
  * t0 + k * CL_TICK_NS; once the next expiry is past we drain it, so the fd is never
@@ -1194,7 +1189,7 @@ static uint64_t mono_ns(void)
  */
 static void tick_update(bool busy, uint64_t period)
 {
-    uint64_t now = mono_ns();
+    uint64_t now = cl.now;
     if (busy)
         cl.last_busy_ns = now;
     if (cl.armed && busy && period != cl.period) {
@@ -1741,6 +1736,48 @@ static void listener_watch_kernel(struct cl_sock *s)
         s->kfd_in_ep = want;
 }
 
+/*
+ * The process is idle: ask for a wake-up on every socket still waiting without one
+ * of ours, then look at each once more, after a full fence, so what a peer published
+ * before it could see the request is found here (and disarms that socket again).
+ */
+static int arm_all(uint64_t me)
+{
+    int armed = 0, done = 0;
+    for (struct cl_sock *s = cl.all; s != NULL; s = s->next) {
+        if (s->kind == CL_LISTENER) {
+            if (s->accepts.head != NULL && !s->flagged) {
+                acceptor_register(s, true);
+                set_flag(s, true);
+                armed++;
+            }
+        } else if (s->connects.head == NULL && (s->pushes.head != NULL || s->pops.head != NULL) &&
+                   (!s->flagged || atomic_load_explicit(&s->csh->wake[s->side], memory_order_relaxed) != me)) {
+            conn_arm(s, me);
+            armed++;
+        }
+    }
+    if (armed == 0)
+        return 0;
+    CL_FENCE();
+    struct cl_sock *s = cl.all;
+    while (s != NULL) {
+        struct cl_sock *next = s->next; /* progress may free s */
+        if (s->flagged) {
+            if (s->kind == CL_LISTENER) {
+                s->seen_posts--; /* a request posted before the client could see us registered */
+                int d = listener_progress(s);
+                listener_disarm(s, d);
+                done += d;
+            } else if (s->pushes.head != NULL || s->pops.head != NULL) {
+                done += conn_progress(s);
+            }
+        }
+        s = next;
+    }
+    return done;
+}
+
 static int cl_poll(void)
 {
     /*
@@ -1749,6 +1786,7 @@ static int cl_poll(void)
      * event is lost: catnap's set stays readable inside ours until it is drained.
      */
     int done = 0;
+    cl.now = core_now_ns();
     if (!cl.ring_busy || (++cl.npolls % CL_KPOLL_EVERY) == 0)
         done += cl.kn->poll();
     /*
@@ -1773,13 +1811,13 @@ static int cl_poll(void)
                 int d = listener_progress(s);
                 if (s->accepts.head != NULL)
                     d += kernel_accept_progress(s);
-                d += listener_idle(s, d);
+                listener_disarm(s, d);
                 done += d;
                 /* Armed, a listener needs no tick: clients wake it, and its kernel socket is in our set. */
                 busy |= s->accepts.head != NULL && !s->flagged;
                 urgent |= s->accepts.head != NULL && !s->flagged;
             } else if (s->flagged) {
-                listener_idle(s, 0);
+                listener_disarm(s, 0);
             }
             listener_watch_kernel(s);
         } else if (s->connects.head != NULL || s->pushes.head != NULL || s->pops.head != NULL) {
@@ -1802,6 +1840,27 @@ static int cl_poll(void)
         }
         s = next;
     }
+    /*
+     * Wake-ups are a process matter: while the process makes progress it polls every
+     * socket anyway, and a peer's publish costs nothing more than the ring write. Only
+     * once the whole process went CL_FLAG_NS without progress (it is about to sleep:
+     * the core's and the shim's spins are longer) does every waiting socket ask its
+     * peer for a wake-up, which then costs the peer a write(2) per socket. A busy server
+     * with many connections, each idle between its requests, thus arms none of them.
+     */
+    if (done > 0 || !busy) {
+        cl.idle_since = 0;
+    } else if (cl.idle_since == 0) {
+        cl.idle_since = cl.now;
+    } else if (urgent && cl.now - cl.idle_since >= CL_FLAG_NS && cl.wpipe[1] >= 0) {
+        done += arm_all(me);
+        urgent = false;
+        for (s = cl.all; s != NULL && !urgent; s = s->next)
+            urgent = s->kind == CL_CONN ? s->connects.head != NULL || (!s->flagged && (s->pushes.head || s->pops.head))
+                                        : s->accepts.head != NULL && !s->flagged;
+        if (done > 0)
+            cl.idle_since = 0;
+    }
     cl.ring_busy = busy;
     if (cl.epfd >= 0)
         tick_update(busy, urgent ? CL_TICK_NS : CL_SLOW_TICK_NS);
@@ -1821,11 +1880,11 @@ static void cl_fork_child(void)
     /* The parent's wake-up registrations stay the parent's; the child arms its own when it waits. */
     for (struct cl_sock *s = cl.all; s != NULL; s = s->next) {
         s->flagged = false;
-        s->idle_since = 0;
         s->kfd_in_ep = false;
         s->uid_checked = false; /* the child may change user before it accepts */
     }
     cl.nflagged = 0;
+    cl.idle_since = 0;
 }
 
 static int cl_wait_fd(void)
