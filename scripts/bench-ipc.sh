@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Kernel-bypass IPC on one host (issue 4), all in one run and one table: the floor (two pinned threads
-# bouncing one cache line), catmem 64 B pipe ping-pong (p50/p99) and 64 KiB throughput (catmem-bench);
+# Kernel-bypass IPC on one host (issue 4), all in one run and one table: the floor (two pinned threads,
+# those of the catmem ping-pong, bouncing one cache line in batches between catmem's), catmem 64 B pipe ping-pong (p50/p99) and 64 KiB throughput (catmem-bench);
 # 64 B TCP ping-pong over catloop vs kernel loopback TCP through catnap, plain kernel TCP and a Unix
 # domain socket (ipc-pingpong); redis-benchmark -t set,get -n 200000 at -c 1 and -c 50 with server and
 # benchmark both under `demirun --libos catloop` vs both native. One warm-up round first, then --runs
@@ -120,7 +120,7 @@ bench_catmem() {
   if ! CATMEM_BENCH_SAMPLES=${1:-} timeout 300 "$cmbench" "$cm_rtt" "$cm_tput" "$cm_floor" >"$log" 2>&1; then
     failed catmem-bench "$log"; return
   fi
-  for k in floor_p50 floor_p99 catmem_p50 catmem_p99 catmem_gbps; do
+  for k in floor_p50 floor_p99 catmem_p50 catmem_p99 catmem_gbps catmem_ratio; do
     record "$k" "$(field "$k" "$log")"
   done
   say "  $(grep -E '^catmem p50' "$log")"
@@ -198,7 +198,8 @@ one_round() { # SAMPLES_DIR (empty: none)
   bench_pp ktcp tcp "$pp_slow" ${s:+"$s/rtt.ktcp"}
   bench_pp unix unix "$pp_slow" ${s:+"$s/rtt.unix"}
   # Ratios within this run: the load changes between runs, so each run is compared with itself.
-  ratio_of r_catmem_floor catmem_p50 floor_p50
+  # catmem-bench compares each catmem batch with the floor batch just before it: its median ratio.
+  [ -n "$(last catmem_ratio)" ] && record r_catmem_floor "$(last catmem_ratio)"
   ratio_of r_catnap_catloop catnap_p50 catloop_p50
   ratio_of r_ktcp_catloop ktcp_p50 catloop_p50
   ratio_of r_unix_catloop unix_p50 catloop_p50
@@ -256,7 +257,7 @@ table=$(awk -v redis="$do_redis" '
   END {
     print "| path (64 B unless said) | p50 (us) | p99 (us) | throughput | p50 ratio (median of per-run ratios) |";
     print "|---|---:|---:|---:|---|";
-    row("floor: one cache line between two pinned threads", "floor", "", "");
+    row("floor: one cache line between the two pinned processes", "floor", "", "");
     row("catmem pipe ping-pong, 2 processes", "catmem", "r_catmem_floor", "the floor (target <= 3x)");
     g = median("catmem_gbps");
     printf "| catmem 64 KiB one-way, 16 pushes in flight | - | - | %s | - |\n", g == "" ? "-" : sprintf("%.2f GB/s", g);
@@ -291,7 +292,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 d, out, when = sys.argv[1], sys.argv[2], sys.argv[3]
-series = [("rtt.floor", "floor: cache line, 2 threads"), ("rtt.catmem", "catmem pipe"),
+series = [("rtt.floor", "floor: cache line, 2 processes"), ("rtt.catmem", "catmem pipe"),
           ("rtt.catloop", "catloop TCP"), ("rtt.unix", "Unix domain socket"),
           ("rtt.catnap", "catnap (kernel loopback TCP)"), ("rtt.ktcp", "kernel TCP, blocking")]
 fig, ax = plt.subplots(figsize=(9, 5.2), dpi=110)
@@ -340,9 +341,13 @@ if [ "$write_doc" -eq 1 ]; then
     echo "Load average before / after: $load_before / $load_after (other work on the machine shows up here)."
     echo
     echo "Every figure is the median over $runs runs after one warm-up round; every ratio compares figures"
-    echo "of the same runs. Two processes (or, for the floor, two threads) pinned to CPUs 0 and 1. The floor"
-    echo "and catmem come from \`catmem-bench $cm_rtt $cm_tput $cm_floor\` (catmem: 64 B push + pop round trips, first"
-    echo "tenth discarded; throughput: $cm_tput x 64 KiB, 16 pushes in flight). TCP paths from \`ipc-pingpong\`:"
+    echo "of the same runs. Two processes pinned to CPUs 0 and 1. The floor and catmem come from"
+    echo "\`catmem-bench $cm_rtt $cm_tput $cm_floor\` (catmem: 64 B push + pop round trips, the first tenth discarded;"
+    echo "throughput: $cm_tput x 64 KiB, 16 pushes in flight). The floor is bounced by the same two processes through"
+    echo "one cache line of a shared page, in 20 batches interleaved with 20 catmem batches; a run's catmem ratio is"
+    echo "the median of the batches' ratios (each catmem batch against the floor batch just before it), as the"
+    echo "host moves the two vCPUs between cores (floors of 90, 120 and 400 ns were seen on different hours)."
+    echo "TCP paths from \`ipc-pingpong\`:"
     echo "catloop $pp_fast round trips, the kernel paths $pp_slow, a tenth more as warm-up; catloop and catnap"
     echo "through demi_push/demi_pop/demi_wait, kernel TCP (TCP_NODELAY) and the Unix socket through"
     echo "blocking write/read. redis-server 7.0 (no persistence) with"

@@ -20,7 +20,7 @@ extern "C" {
  * total; a message larger than the ring goes as several records, later ones with
  * total == 0. seq, stored last, is (position + 1) ^ key: the consumer watches the
  * header at its position rather than tail, which saves a cache miss per message
- * (tail is still published, and checked). Headers are 64-aligned and cap is a
+ * (tail is still published, and checked when no record is there: see tail_lies). Headers are 64-aligned and cap is a
  * power of two >= 64, so a header never straddles the end of the data area; a
  * payload may, and is copied in two parts.
  */
@@ -50,6 +50,7 @@ struct cm_ring {
     uint64_t pos;   /* our position: tail for the producer, head for the consumer */
     uint64_t peer;  /* last validated peer position */
     bool broken;    /* a corrupt value was seen: every later call says -EIO */
+    uint32_t empty_gets; /* consumer: gets that found nothing (tail is checked in one of TAIL_CHECK_EVERY) */
     /* consumer: the message being reassembled */
     uint8_t *rx_buf;
     uint32_t rx_total;

@@ -28,11 +28,24 @@ struct core_state {
     uint64_t notified;         /* value of completions last announced to sleepers */
     uint32_t wake_word;        /* futex the leader sleeps on inside ops->block; bumped to wake it */
     uint32_t fork_gen;         /* bumped in a child whose LibOS cannot share its queues across fork */
+    uint32_t lock_waiters;     /* threads blocked in core_lock (atomic access): a spinning waiter lets go for them */
 };
 
 extern struct core_state core;
 
-static inline void core_lock(void) { pthread_mutex_lock(&core.lock); }
+/*
+ * Take the core lock. A thread that finds it taken says so in lock_waiters, so a
+ * waiter spinning with the lock held (wait_loop keeps it across a few rounds) lets
+ * go at once rather than at its next periodic release.
+ */
+static inline void core_lock(void)
+{
+    if (pthread_mutex_trylock(&core.lock) == 0)
+        return;
+    __atomic_add_fetch(&core.lock_waiters, 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&core.lock);
+    __atomic_sub_fetch(&core.lock_waiters, 1, __ATOMIC_RELAXED);
+}
 /* Unlock, waking sleepers first if operations completed since they last looked. */
 void core_unlock(void);
 
