@@ -13,7 +13,6 @@
 #include <unistd.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
-#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -50,7 +49,7 @@ struct cm_pipe {
     int me;                     /* 0 creator, 1 opener: index of our end */
     char shm_name[sizeof(CM_SHM_PREFIX) + CM_NAME_MAX];
     struct cm_ring tx, rx;
-    int pidfd;                  /* the peer process; -1 until the opener is known */
+    int fd;                     /* the region's file: our end's lock lives on its description (see end_lock) */
     uint64_t next_live_check;
     uint32_t live_polls;        /* polls since the clock was last read for the live check */
     int err;                    /* sticky: ECONNRESET (peer died) or EIO (corrupt region) */
@@ -121,11 +120,28 @@ static int validate_name(const char *name)
     return 0;
 }
 
-static bool pid_dead(uint32_t pid)
+/*
+ * Liveness: each end holds an open-file-description lock on one byte of the
+ * region's file (byte 0 the creator's, byte 1 the opener's), taken when it
+ * creates or opens the pipe. The kernel drops it when the last reference to that
+ * description goes: our fd and our mapping, so when we close the pipe or die,
+ * however we die. Unlike a pid, a lock means the same thing in every PID
+ * namespace that shares /dev/shm (a container's peer), and it cannot name a
+ * recycled pid's unrelated process.
+ */
+static int end_lock(int fd, int end)
 {
-    if (pid == 0 || pid > INT_MAX)
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = end, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+/* Does a description other than fd's hold end's lock? (A failing query says yes: never a false death.) */
+static bool end_held(int fd, int end)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = end, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
         return true;
-    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+    return fl.l_type != F_UNLCK;
 }
 
 static struct cm_pipe *pipe_new(const char *shm_name, void *base, size_t size, uint64_t cap, int me)
@@ -137,7 +153,7 @@ static struct cm_pipe *pipe_new(const char *shm_name, void *base, size_t size, u
     p->size = size;
     p->hdr = base;
     p->me = me;
-    p->pidfd = -1;
+    p->fd = -1;
     snprintf(p->shm_name, sizeof(p->shm_name), "%s", shm_name);
     uint8_t *r0 = (uint8_t *)base + CM_HDR_BYTES;
     uint8_t *r1 = r0 + catmem_ring_bytes(cap);
@@ -154,7 +170,7 @@ static struct cm_pipe *pipe_new(const char *shm_name, void *base, size_t size, u
     return p;
 }
 
-/* A name whose region was left by processes that are all gone may be taken over. */
+/* A name whose region was left by processes that are all gone (neither end's lock held) may be taken over. */
 static bool region_is_stale(const char *shm_name)
 {
     int fd = shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
@@ -165,8 +181,7 @@ static bool region_is_stale(const char *shm_name)
     if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (size_t)st.st_size >= sizeof(struct cm_hdr)) {
         struct cm_hdr *h = mmap(NULL, sizeof(*h), PROT_READ, MAP_SHARED, fd, 0);
         if (h != MAP_FAILED) {
-            uint32_t c = ld32(&h->end[0].pid), o = ld32(&h->end[1].pid);
-            stale = h->magic == CM_MAGIC && pid_dead(c) && (o == 0 || pid_dead(o));
+            stale = h->magic == CM_MAGIC && !end_held(fd, 0) && !end_held(fd, 1);
             munmap(h, sizeof(*h));
         }
     }
@@ -192,15 +207,14 @@ static int catmem_create_pipe(struct core_queue *q, const char *name)
     uint64_t cap = ring_cap;
     uint64_t size = cm_region_size(cap);
     void *base = MAP_FAILED;
-    /* The umask can only narrow 0600; fchmod makes sure nothing widened it. */
-    if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)size) < 0 ||
+    /* The umask can only narrow 0600; fchmod makes sure nothing widened it. Our end's lock before anyone can open. */
+    if (fchmod(fd, 0600) < 0 || (rc = end_lock(fd, 0)) < 0 || ftruncate(fd, (off_t)size) < 0 ||
         (base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
-        rc = -errno;
+        rc = rc < 0 ? rc : -errno;
         close(fd);
         shm_unlink(shm_name);
         return rc;
     }
-    close(fd);
     struct cm_hdr *h = base;
     h->version = CM_VERSION;
     h->ring_cap = cap;
@@ -213,9 +227,11 @@ static int catmem_create_pipe(struct core_queue *q, const char *name)
     struct cm_pipe *p = pipe_new(shm_name, base, size, cap, 0);
     if (p == NULL) {
         munmap(base, size);
+        close(fd);
         shm_unlink(shm_name);
         return -ENOMEM;
     }
+    p->fd = fd;
     q->priv = p;
     LOG_DEBUG("catmem: qd %d created pipe %s", q->qd, name);
     return 0;
@@ -264,12 +280,20 @@ static int catmem_open_pipe(struct core_queue *q, const char *name)
         return -EIO;
     }
     void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (base == MAP_FAILED)
+    if (base == MAP_FAILED) {
+        close(fd);
         return -ENOMEM;
+    }
     ino_t ino = st.st_ino;
     h = base;
-    rc = 0;
+    /*
+     * Our end's lock first, then the claim: the creator takes a claimed end whose lock
+     * is not held for a dead opener. The pid is only the claim (and for people
+     * reading the region); liveness never looks at it.
+     */
+    rc = end_lock(fd, 1);
+    if (rc == -EAGAIN || rc == -EACCES)
+        rc = -EBUSY; /* another opener holds the second end */
     uint32_t zero = 0;
     if (rc == 0 && !__atomic_compare_exchange_n(&h->end[1].pid, &zero, (uint32_t)getpid(), false,
                                                 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
@@ -279,13 +303,13 @@ static int catmem_open_pipe(struct core_queue *q, const char *name)
         rc = -EIO; /* the rings' positions are impossible */
     if (rc < 0) {
         munmap(base, size);
+        close(fd);
         return rc;
     }
     p->ino = ino;
-    uint32_t cpid = ld32(&h->end[0].pid);
-    p->pidfd = cpid == 0 || cpid > INT_MAX ? -1 : pidfd_open((pid_t)cpid, 0);
-    if (p->pidfd < 0 && !ld32(&h->end[0].closed))
-        p->err = ECONNRESET;
+    p->fd = fd;
+    if (!end_held(fd, 0) && !ld32(&h->end[0].closed))
+        p->err = ECONNRESET; /* the creator died before we came */
     kick(p);
     q->priv = p;
     LOG_DEBUG("catmem: qd %d opened pipe %s", q->qd, name);
@@ -297,19 +321,9 @@ static void check_peer(struct cm_pipe *p, bool force)
 {
     if (p->err)
         return;
-    if (p->pidfd < 0) {
-        if (p->me == 1)
-            return; /* opener: the creator had already closed and gone */
-        uint32_t pid = ld32(&p->hdr->end[1].pid);
-        if (pid == 0)
-            return; /* nobody opened yet */
-        p->pidfd = pid > INT_MAX ? -1 : pidfd_open((pid_t)pid, 0);
-        if (p->pidfd < 0) {
-            if (!ld32(&p->hdr->end[1].closed))
-                p->err = ECONNRESET;
-            return;
-        }
-    }
+    int peer = !p->me;
+    if (peer == 1 && ld32(&p->hdr->end[1].pid) == 0)
+        return; /* nobody opened yet (an opener locks its end before it claims it) */
     /* The clock is dear next to a spinning poll: look at it every CATMEM_LIVE_CHECK_POLLS calls only. */
     if (!force && (++p->live_polls & (CATMEM_LIVE_CHECK_POLLS - 1)) != 0)
         return;
@@ -317,8 +331,8 @@ static void check_peer(struct cm_pipe *p, bool force)
     if (!force && now < p->next_live_check)
         return;
     p->next_live_check = now + CATMEM_LIVE_CHECK_NS;
-    struct pollfd pfd = {.fd = p->pidfd, .events = POLLIN};
-    if (poll(&pfd, 1, 0) > 0 && !ld32(&p->hdr->end[!p->me].closed)) {
+    /* closed is set before the lock goes (at close), so a lock gone with closed unset is a death. */
+    if (!end_held(p->fd, peer) && !ld32(&p->hdr->end[peer].closed)) {
         LOG_DEBUG("catmem: pipe %s: peer process died", p->shm_name);
         p->err = ECONNRESET;
     }
@@ -470,9 +484,9 @@ static void pipe_free(struct cm_pipe *p)
         if (p->err == ECONNRESET && !ld32(&p->hdr->end[0].closed))
             unlink_if_same(p->shm_name, p->ino);
     }
-    if (p->pidfd >= 0)
-        close(p->pidfd);
     munmap(p->base, p->size);
+    if (p->fd >= 0)
+        close(p->fd); /* with the mapping gone, this drops our end's lock */
     if (p->prev)
         p->prev->next = p->next;
     else
@@ -496,10 +510,10 @@ static int catmem_close(struct core_queue *q)
 
 /*
  * A forked child does not get its parent's pipes. Each end belongs to one
- * process (its pid in the region is what the peer watches for death), so a
- * child that could pop would steal the parent's messages. In the child each
+ * process (the lock the peer watches for death is on its file description), so
+ * a child that could pop would steal the parent's messages. In the child each
  * inherited pipe is let go without touching the shared region: the mapping and
- * peer pidfd go, operations the parent had pending end here with ENOTSUP (the
+ * our fd of the parent's description go, operations the parent had pending end here with ENOTSUP (the
  * parent still completes its own), new push/pop get ENOTSUP, and demi_close only
  * frees the child's copy. Pipes the child creates or opens itself work as usual.
  */
@@ -512,9 +526,11 @@ static void catmem_fork_child(void)
         core_oplist_fail_all(&p->pushes, ENOTSUP);
         if (p->rx.rx_buf != NULL)
             core_sga_free(&p->rx_sga);
-        if (p->pidfd >= 0)
-            close(p->pidfd);
         munmap(p->base, p->size);
+        /* Our copy of the parent's description: closed, so the parent's lock goes with the parent alone. */
+        if (p->fd >= 0)
+            close(p->fd);
+        p->fd = -1;
         p->base = NULL;
         p->hdr = NULL;
         p->next = p->prev = NULL;

@@ -3,6 +3,7 @@
 
 #include <pwd.h>
 #include <grp.h>
+#include <sched.h>
 #include <sys/resource.h>
 
 #include <vector>
@@ -179,14 +180,41 @@ TEST(CatmemSystem, CloseGivesZeroLengthPopsAfterTheData)
     expect_pair_ok(r);
 }
 
-/* One side is killed with SIGKILL while the other sleeps in a pop; the pop must fail with ECONNRESET soon. */
-void peer_killed(bool victim_is_creator)
+/*
+ * One side is killed with SIGKILL while the other sleeps in a pop; the pop must fail
+ * with ECONNRESET soon. With victim_in_pidns the victim runs as the first process of
+ * a new PID namespace (pid 1 there, as in a container sharing /dev/shm): its pid means
+ * nothing, or another process, to the survivor.
+ */
+void peer_killed(bool victim_is_creator, bool victim_in_pidns = false)
 {
     std::string name = unique_name("kill");
     Signal created, opened, sleeping;
+    int pidpipe[2];
+    ASSERT_EQ(0, pipe2(pidpipe, O_CLOEXEC));
     ChildResult res[2];
     clear_skip_note();
     auto victim = [&] {
+        if (victim_in_pidns) {
+            if (unshare(CLONE_NEWPID) != 0)
+                child_skip("unshare(CLONE_NEWPID): %s (needs CAP_SYS_ADMIN)", strerror(errno));
+            pid_t init = fork(); /* the namespace's first process */
+            CHECK(init >= 0, "fork: %s", strerror(errno));
+            if (init > 0) {
+                /* Tell the test whom to kill (its pid out here), then end as it ends. */
+                CHECK(write(pidpipe[1], &init, sizeof(init)) == (ssize_t)sizeof(init), "pid pipe");
+                int st;
+                while (waitpid(init, &st, 0) < 0 && errno == EINTR) {
+                }
+                if (WIFSIGNALED(st)) {
+                    signal(WTERMSIG(st), SIG_DFL);
+                    kill(getpid(), WTERMSIG(st));
+                }
+                return WIFEXITED(st) ? WEXITSTATUS(st) : kExitFail;
+            }
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            CHECK(getpid() == 1, "pid %d in the new namespace", (int)getpid());
+        }
         child_init("catmem");
         int qd;
         if (victim_is_creator) {
@@ -241,9 +269,17 @@ void peer_killed(bool victim_is_creator)
     /* The parent kills the victim once the survivor sleeps. */
     struct pollfd p = {sleeping.fd[0], POLLIN, 0};
     int pr = poll(&p, 1, 20000);
-    if (res[0].pid > 0)
-        kill(res[0].pid, SIGKILL);
+    pid_t target = res[0].pid;
+    struct pollfd pp = {pidpipe[0], POLLIN, 0};
+    if (victim_in_pidns && poll(&pp, 1, 0) == 1 && read(pidpipe[0], &target, sizeof(target)) != (ssize_t)sizeof(target))
+        target = res[0].pid;
+    if (target > 0)
+        kill(target, SIGKILL);
     reap(res, 2, 30);
+    close(pidpipe[0]);
+    close(pidpipe[1]);
+    if (res[0].skipped())
+        GTEST_SKIP() << skip_note();
     ASSERT_EQ(1, pr) << "survivor never got to sleep: " << res[1].describe();
     EXPECT_TRUE(res[1].ok()) << res[1].describe();
     EXPECT_TRUE(WIFSIGNALED(res[0].status)) << res[0].describe();
@@ -253,6 +289,9 @@ void peer_killed(bool victim_is_creator)
 
 TEST(CatmemSystem, CreatorKilledGivesEconnreset) { peer_killed(true); }
 TEST(CatmemSystem, OpenerKilledGivesEconnreset) { peer_killed(false); }
+/* Liveness must not go by pid: the peer's pid is 1 in its namespace. */
+TEST(CatmemSystem, CreatorInAnotherPidNamespaceKilledGivesEconnreset) { peer_killed(true, true); }
+TEST(CatmemSystem, OpenerInAnotherPidNamespaceKilledGivesEconnreset) { peer_killed(false, true); }
 
 TEST(CatmemSystem, AnotherUserCannotOpen)
 {
