@@ -408,6 +408,118 @@ TEST(CorePool, ExhaustionAndReuse)
     core_test_reset();
 }
 
+TEST_F(Core, PoolDoubleFreeFromTwoThreadsHasOneWinner)
+{
+    // Frees of small buffers go to a per-thread cache without the pool lock: the state's
+    // compare-and-swap must still let exactly one of two frees of a buffer succeed.
+    constexpr int kBufs = 2000;
+    std::vector<demi_sgarray_t> a(kBufs), b;
+    for (auto &s : a) {
+        s = demi_sgaalloc(64);
+        ASSERT_EQ(s.sga_numsegs, 1u);
+    }
+    b = a;
+    std::atomic<int> ok{0}, einval{0}, other{0};
+    std::atomic<bool> go{false};
+    auto freer = [&](std::vector<demi_sgarray_t> *v) {
+        while (!go.load())
+            std::this_thread::yield();
+        for (auto &s : *v) {
+            int rc = demi_sgafree(&s);
+            (rc == 0 ? ok : rc == EINVAL ? einval : other)++;
+        }
+    };
+    std::thread t1(freer, &a), t2(freer, &b);
+    go = true;
+    t1.join();
+    t2.join();
+    EXPECT_EQ(ok.load(), kBufs);
+    EXPECT_EQ(einval.load(), kBufs);
+    EXPECT_EQ(other.load(), 0);
+}
+
+TEST(CorePool, AThreadsCachedBuffersGoBackWhenItExits)
+{
+    // A cap that holds few 2 KiB buffers, all of which fit one thread's cache.
+    core_config cfg;
+    core_config_defaults(&cfg);
+    cfg.sga_pool_max_bytes = 32 << 10;
+    if (fake_efd < 0)
+        fake_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ASSERT_EQ(core_test_init(&fake_ops, &cfg), 0);
+    size_t n = 0;
+    std::thread t([&] {
+        std::vector<demi_sgarray_t> held;
+        for (;;) {
+            demi_sgarray_t s = demi_sgaalloc(2048);
+            if (s.sga_numsegs == 0)
+                break;
+            held.push_back(s);
+            if (held.size() > 1000)
+                break;
+        }
+        n = held.size();
+        for (auto &s : held)
+            demi_sgafree(&s); // into this thread's cache
+    });
+    t.join();
+    ASSERT_GT(n, 1u);
+    ASSERT_LE(n, 32u) << "the test wants every buffer in the exiting thread's cache";
+    // The exited thread's buffers are back in the pool: the cap allows no new ones.
+    std::vector<demi_sgarray_t> again;
+    for (size_t i = 0; i < n; i++) {
+        demi_sgarray_t s = demi_sgaalloc(2048);
+        EXPECT_EQ(s.sga_numsegs, 1u) << "buffer " << i << " of " << n << " lost in a dead thread's cache";
+        if (s.sga_numsegs == 1)
+            again.push_back(s);
+    }
+    for (auto &s : again)
+        ASSERT_EQ(demi_sgafree(&s), 0);
+    EXPECT_EQ(core_sga_pool_in_use(), 0u);
+    core_test_reset();
+}
+
+TEST(CorePool, APoolResetVoidsOtherThreadsCaches)
+{
+    // A thread fills its cache, the pool is torn down and made again (demi teardown and
+    // init), and the thread allocates: it must get a buffer of the new pool, not one of
+    // the freed slabs (ASan builds see any use of those).
+    core_config cfg;
+    core_config_defaults(&cfg);
+    if (fake_efd < 0)
+        fake_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ASSERT_EQ(core_test_init(&fake_ops, &cfg), 0);
+    std::atomic<int> step{0};
+    bool fresh_ok = false;
+    std::thread t([&] {
+        for (int i = 0; i < 8; i++) {
+            demi_sgarray_t s = demi_sgaalloc(100);
+            demi_sgafree(&s);
+        }
+        step = 1;
+        while (step.load() != 2)
+            std::this_thread::yield();
+        demi_sgarray_t s = demi_sgaalloc(100);
+        fresh_ok = s.sga_numsegs == 1 && core_sga_pool_in_use() == 128;
+        if (s.sga_numsegs == 1) {
+            memset(s.sga_segs[0].sgaseg_buf, 0x5a, 100);
+            demi_sgafree(&s);
+        }
+        step = 3;
+    });
+    while (step.load() != 1)
+        std::this_thread::yield();
+    core_test_reset();
+    ASSERT_EQ(core_test_init(&fake_ops, &cfg), 0);
+    step = 2;
+    while (step.load() != 3)
+        std::this_thread::yield();
+    t.join();
+    EXPECT_TRUE(fresh_ok);
+    EXPECT_EQ(core_sga_pool_in_use(), 0u);
+    core_test_reset();
+}
+
 TEST_F(Core, ALibosWithoutForkSupportRefusesInheritedQueues)
 {
     // The fake LibOS has no fork_child op: a child must not half-use inherited queues.
