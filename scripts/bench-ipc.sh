@@ -143,7 +143,7 @@ wait_port() { # PORT PID
   local _
   for _ in $(seq 1 200); do
     ss -Hltn "sport = :$1" | grep -q . && return 0
-    [ -e "/dev/shm/demi-catloop.127.0.0.1.$1" ] && return 0
+    compgen -G "/dev/shm/demi-catloop.*.127.0.0.1.$1" >/dev/null && return 0
     kill -0 "$2" 2>/dev/null || return 1
     sleep 0.1
   done

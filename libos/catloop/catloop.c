@@ -314,11 +314,31 @@ static bool ofd_held(int fd, off_t start, off_t len)
     return fl.l_type != F_UNLCK;
 }
 
+/* The inode of one of our namespaces (/proc/self/ns/NAME), or 0 if /proc cannot tell. */
+static unsigned long ns_ino(const char *name)
+{
+    char path[32];
+    snprintf(path, sizeof(path), "/proc/self/ns/%s", name);
+    struct stat st;
+    return stat(path, &st) == 0 ? (unsigned long)st.st_ino : 0;
+}
+
+/*
+ * A port's file: /demi-catloop.<netns>-<pidns>.<ip>.<port>. The network namespace
+ * is in the name because 127.0.0.1:80 in one namespace is not the same socket as in
+ * another (containers sharing /dev/shm must neither connect across namespaces nor see
+ * each other's listeners as EADDRINUSE); the PID namespace because wake-ups name a
+ * pid, opened through /proc, which means nothing in another one. Processes of
+ * different namespaces thus never meet here and talk over the kernel, as they would
+ * without us. Read at every bind and connect, so a process that moved (setns,
+ * unshare) uses its current namespaces.
+ */
 static void listen_name(char *buf, const struct sockaddr_in *a)
 {
     char ip[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-    snprintf(buf, CL_NAME_MAX, "/demi-catloop.%s.%u", ip, (unsigned)ntohs(a->sin_port));
+    snprintf(buf, CL_NAME_MAX, "/demi-catloop.%lx-%lx.%s.%u", ns_ino("net"), ns_ino("pid"), ip,
+             (unsigned)ntohs(a->sin_port));
 }
 
 /* A connection file name as we make them; anything else read from a slot is refused. */

@@ -5,7 +5,10 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <net/if.h>
+#include <sched.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -28,7 +31,13 @@ void expect_pair_ok(const PairResult &r)
 
 std::string listener_file(uint16_t port)
 {
-    return "/dev/shm/demi-catloop.127.0.0.1." + std::to_string(port);
+    // The port's file carries the inodes of our network and PID namespaces (catloop.c: listen_name).
+    struct stat net{}, pid{};
+    stat("/proc/self/ns/net", &net);
+    stat("/proc/self/ns/pid", &pid);
+    char ns[64];
+    snprintf(ns, sizeof(ns), "%lx-%lx", (unsigned long)net.st_ino, (unsigned long)pid.st_ino);
+    return std::string("/dev/shm/demi-catloop.") + ns + ".127.0.0.1." + std::to_string(port);
 }
 
 char ask(int c, char q);
@@ -413,6 +422,65 @@ TEST(CatloopSystem, ConnectWithoutCatloopListenerFallsBackToKernelTcp)
             pop_exact(c, buf, 5);
             CHECK(memcmp(buf, "world", 5) == 0, "wrong reply");
             CHECK_DEMI(demi_close(c));
+            return kExitOk;
+        });
+    expect_pair_ok(r);
+}
+
+/*
+ * A catloop client in another network namespace (sharing /dev/shm, as containers sharing
+ * an IPC namespace do) must not reach a catloop listener of ours: in its namespace nothing
+ * listens on 127.0.0.1:port, so the kernel refuses it, and the same port is free to bind.
+ */
+TEST(CatloopSystem, AnotherNetworkNamespaceNeitherConnectsNorConflicts)
+{
+    uint16_t port = free_port();
+    ASSERT_NE(port, 0);
+    Signal listening, done;
+    auto r = run_pair(
+        [&] {
+            child_init("catloop");
+            int l = tcp_listener(port);
+            listening.raise();
+            done.await();
+            CHECK_DEMI(demi_close(l));
+            return kExitOk;
+        },
+        [&] {
+            listening.await();
+            if (unshare(CLONE_NEWNET) != 0) {
+                done.raise();
+                child_skip("unshare(CLONE_NEWNET): %s (needs CAP_SYS_ADMIN)", strerror(errno));
+            }
+            /* Bring up the new namespace's loopback (ioctl, no tools needed). */
+            int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            struct ifreq ifr{};
+            snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+            bool up = s >= 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0 &&
+                      (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr) == 0);
+            if (s >= 0)
+                close(s);
+            if (!up) {
+                done.raise();
+                child_skip("cannot bring up lo in a new network namespace: %s", strerror(errno));
+            }
+            child_init("catloop");
+            int qd;
+            CHECK_DEMI(demi_socket(&qd, AF_INET, SOCK_STREAM, 0));
+            struct sockaddr_in a = loopback(port);
+            demi_qtoken_t qt;
+            CHECK_DEMI(demi_connect(&qt, qd, (const struct sockaddr *)&a, sizeof(a)));
+            demi_qresult_t qr;
+            struct timespec to = secs(kOpTimeoutS);
+            CHECK_DEMI(demi_wait(&qr, qt, &to));
+            CHECK(qr.qr_opcode == DEMI_OPC_FAILED && qr.qr_ret == ECONNREFUSED,
+                  "connect from another network namespace: %s %lld (the listener is not in ours)",
+                  opname(qr.qr_opcode), (long long)qr.qr_ret);
+            CHECK_DEMI(demi_close(qd));
+            /* And the port is ours to listen on here. */
+            int l = tcp_listener(port);
+            CHECK_DEMI(demi_close(l));
+            done.raise();
             return kExitOk;
         });
     expect_pair_ok(r);
