@@ -30,6 +30,8 @@
 #define WAIT_CLOCK_EVERY 8u
 /* ... and lets go of the core lock every this many rounds (a power of two), or at once when a thread wants it. */
 #define WAIT_RELEASE_EVERY 8u
+/* ... and, letting go for a thread blocked on the lock, waits this many pauses (~3 us here) for it to take it. */
+#define WAIT_HANDOFF_PAUSES 128u
 /* A wait spins this long before it starts yielding the CPU every few rounds. */
 #define WAIT_YIELD_AFTER_NS 1000ull
 
@@ -395,11 +397,21 @@ static int wait_loop(ready_fn ready, void *ctx, const struct timespec *timeout)
             bool release = yield || (spins & (WAIT_RELEASE_EVERY - 1)) == 0 || core.completions != core.notified ||
                            __atomic_load_n(&core.lock_waiters, __ATOMIC_RELAXED) != 0;
             if (release) {
+                bool wanted = __atomic_load_n(&core.lock_waiters, __ATOMIC_RELAXED) != 0;
                 core_unlock();
                 /* A pause costs 27 ns here, most of a round: only where we let go of the lock. */
                 cpu_relax();
-                if (yield)
+                if (yield) {
                     sched_yield();
+                } else if (wanted) {
+                    /*
+                     * A blocked thread needs a futex wake-up (microseconds) to get the lock: let
+                     * it have it (it leaves lock_waiters once it has) rather than take it back
+                     * at once, for up to WAIT_HANDOFF_PAUSES pauses.
+                     */
+                    for (unsigned i = 0; i < WAIT_HANDOFF_PAUSES && __atomic_load_n(&core.lock_waiters, __ATOMIC_RELAXED) != 0; i++)
+                        cpu_relax();
+                }
                 core_lock();
             }
             continue;

@@ -563,6 +563,47 @@ TEST_F(Core, SleepingWaiterIsWokenByAnotherThread)
     demi_close(qd);
 }
 
+TEST(CoreWait, ASpinningWaiterLetsOtherThreadsCallIn)
+{
+    // The spin keeps the core lock across rounds: another thread blocked on it must
+    // still get in (lock_waiters makes the spinner let go and hand it over).
+    core_config cfg;
+    core_config_defaults(&cfg);
+    cfg.wait_spin_us = 30000000; // the waiter spins throughout, never sleeps
+    if (fake_efd < 0)
+        fake_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ASSERT_EQ(core_test_init(&fake_ops, &cfg), 0);
+    int qd = -1;
+    ASSERT_EQ(demi_socket(&qd, AF_INET, SOCK_STREAM, 0), 0);
+    struct sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(9);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    demi_qtoken_t qt;
+    demi_qresult_t qr{};
+    ASSERT_EQ(demi_connect(&qt, qd, (const struct sockaddr *)&a, sizeof(a)), 0);
+    ASSERT_EQ(demi_wait(&qr, qt, nullptr), 0);
+    ASSERT_EQ(demi_pop(&qt, qd), 0);
+    std::atomic<int> rc{-1};
+    std::thread waiter([&] { rc = demi_wait(&qr, qt, nullptr); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20)); // the waiter is spinning now
+    int calls = 0;
+    for (int i = 0; i < 2000; i++) {
+        int u;
+        if (demi_socket(&u, AF_INET, SOCK_DGRAM, 0) == 0 && demi_close(u) == 0)
+            calls++;
+    }
+    EXPECT_EQ(calls, 2000);
+    EXPECT_EQ(rc.load(), -1) << "the waiter returned with nothing delivered";
+    deliver(qd, 3);
+    waiter.join();
+    EXPECT_EQ(rc.load(), 0);
+    EXPECT_EQ(qr.qr_value.sga.sga_segs[0].sgaseg_len, 3u);
+    EXPECT_EQ(demi_sgafree(&qr.qr_value.sga), 0);
+    demi_close(qd);
+    core_test_reset();
+}
+
 TEST_F(Core, ManyThreadsWaitingOnTheirOwnTokens)
 {
     int qd = tcp_connected();
