@@ -567,6 +567,9 @@ static int catmem_block_prepare(void)
         sleep_set[sleep_n++] = (struct futex_waitv){.val = seen, .uaddr = (uintptr_t)&me->bell, .flags = FUTEX_32};
         sleep_watch = true;
         check_peer(p, true);
+        /* The full look at the producer's tail, which an empty get takes only now and then: a corrupt tail is never slept over. */
+        if (p->pops.head)
+            (void)catmem_ring_readable(&p->rx);
     }
     /* Anything published before we said "sleeping" is seen here; anything after wakes the bell. */
     return catmem_poll();

@@ -6,6 +6,8 @@
 #include <sched.h>
 #include <sys/resource.h>
 
+#include <atomic>
+#include <thread>
 #include <vector>
 
 #include "common.h"
@@ -400,6 +402,48 @@ TEST(CatmemSystem, CorruptRingIndexGivesEioAndNoCrash)
     });
     if (r.skipped())
         GTEST_SKIP() << skip_note();
+    EXPECT_TRUE(r.ok()) << r.describe();
+}
+
+/*
+ * The consumer reads the producer's tail only now and then while it spins (it watches
+ * record headers), and fully before it sleeps: a tail corrupted while it sleeps must
+ * still end its pop with EIO soon (within a sleep cap or two), not after many wake-ups.
+ */
+TEST(CatmemSystem, TailCorruptedWhileTheReaderSleepsGivesEioSoon)
+{
+    auto r = run_one([] {
+        child_init("catmem");
+        std::string name = unique_name("sleepcorrupt");
+        int a, b;
+        CHECK_DEMI(demi_create_pipe(&a, name.c_str()));
+        CHECK_DEMI(demi_open_pipe(&b, name.c_str()));
+        size_t size;
+        struct cm_hdr *h = map_region(name, &size);
+        demi_qtoken_t qt;
+        CHECK_DEMI(demi_pop(&qt, b));
+        std::atomic<uint64_t> corrupted_at{0};
+        std::thread corrupter([&] {
+            usleep(300000); /* the reader is asleep on its futex by now */
+            corrupted_at = now_ns();
+            /* Past the reader, with no record there: impossible. */
+            __atomic_store_n(&ring_ctl(h, 0)->tail, (uint64_t)4096, __ATOMIC_RELEASE);
+        });
+        demi_qresult_t qr;
+        struct timespec to = secs(kOpTimeoutS);
+        CHECK_DEMI(demi_wait(&qr, qt, &to));
+        uint64_t ms = (now_ns() - corrupted_at.load()) / 1000000;
+        corrupter.join();
+        CHECK(qr.qr_opcode == DEMI_OPC_FAILED && qr.qr_ret == EIO, "pop over a tail corrupted in its sleep: %s %lld",
+              opname(qr.qr_opcode), (long long)qr.qr_ret);
+        CHECK(corrupted_at.load() != 0 && ms < 500, "EIO %llu ms after the corruption (a sleep cap is 50 ms)",
+              (unsigned long long)ms);
+        fprintf(stderr, "corrupt tail found %llu ms after it was written\n", (unsigned long long)ms);
+        CHECK_DEMI(demi_close(a));
+        CHECK_DEMI(demi_close(b));
+        munmap(h, size);
+        return kExitOk;
+    });
     EXPECT_TRUE(r.ok()) << r.describe();
 }
 
