@@ -330,15 +330,21 @@ static unsigned long ns_ino(const char *name)
  * each other's listeners as EADDRINUSE); the PID namespace because wake-ups name a
  * pid, opened through /proc, which means nothing in another one. Processes of
  * different namespaces thus never meet here and talk over the kernel, as they would
- * without us. Read at every bind and connect, so a process that moved (setns,
+ * without us. Read once per bind and per connect, so a process that moved (setns,
  * unshare) uses its current namespaces.
  */
-static void listen_name(char *buf, const struct sockaddr_in *a)
+/* Namespace inodes are 32-bit proc inode numbers (the kernel's ns_common.inum). */
+#define CL_NS_TAG_MAX 18u
+static void ns_tag(char *tag)
+{
+    snprintf(tag, CL_NS_TAG_MAX, "%x-%x", (unsigned)ns_ino("net"), (unsigned)ns_ino("pid"));
+}
+
+static void listen_name(char *buf, const char *tag, const struct sockaddr_in *a)
 {
     char ip[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-    snprintf(buf, CL_NAME_MAX, "/demi-catloop.%lx-%lx.%s.%u", ns_ino("net"), ns_ino("pid"), ip,
-             (unsigned)ntohs(a->sin_port));
+    snprintf(buf, CL_NAME_MAX, "/demi-catloop.%s.%s.%u", tag, ip, (unsigned)ntohs(a->sin_port));
 }
 
 /* A connection file name as we make them; anything else read from a slot is refused. */
@@ -457,9 +463,11 @@ static int find_listener(const struct sockaddr_in *a, struct cl_port_shm **pp, i
         cand[1].sin_addr.s_addr = htonl(INADDR_ANY);
         n = 2;
     }
+    char tag[CL_NS_TAG_MAX];
+    ns_tag(tag);
     for (int i = 0; i < n; i++) {
         char name[CL_NAME_MAX];
-        listen_name(name, &cand[i]);
+        listen_name(name, tag, &cand[i]);
         int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
         if (fd < 0)
             continue;
@@ -1380,7 +1388,9 @@ static int cl_listen(struct core_queue *q, int backlog)
     if (s == NULL)
         return -ENOMEM;
     s->laddr = a;
-    listen_name(s->pname, &a);
+    char tag[CL_NS_TAG_MAX];
+    ns_tag(tag);
+    listen_name(s->pname, tag, &a);
     sweep_stale();
     ret = port_claim(s);
     if (ret < 0) {
@@ -1761,10 +1771,12 @@ static void listener_watch_kernel(struct cl_sock *s)
  * of ours, then look at each once more, after a full fence, so what a peer published
  * before it could see the request is found here (and disarms that socket again).
  */
-static int arm_all(uint64_t me)
+static int arm_all(uint64_t me, bool *connecting)
 {
     int armed = 0, done = 0;
+    *connecting = false;
     for (struct cl_sock *s = cl.all; s != NULL; s = s->next) {
+        *connecting |= s->kind == CL_CONN && s->connects.head != NULL; /* answered by a wake-up of their own */
         if (s->kind == CL_LISTENER) {
             if (s->accepts.head != NULL && !s->flagged) {
                 acceptor_register(s, true);
@@ -1873,11 +1885,10 @@ static int cl_poll(void)
     } else if (cl.idle_since == 0) {
         cl.idle_since = cl.now;
     } else if (urgent && cl.now - cl.idle_since >= CL_FLAG_NS && cl.wpipe[1] >= 0) {
-        done += arm_all(me);
-        urgent = false;
-        for (s = cl.all; s != NULL && !urgent; s = s->next)
-            urgent = s->kind == CL_CONN ? s->connects.head != NULL || (!s->flagged && (s->pushes.head || s->pops.head))
-                                        : s->accepts.head != NULL && !s->flagged;
+        bool connecting;
+        done += arm_all(me, &connecting);
+        /* Every other waiting socket is armed now, unless progress disarmed it: the next poll sorts that out. */
+        urgent = connecting || done > 0;
         if (done > 0)
             cl.idle_since = 0;
     }

@@ -394,10 +394,10 @@ static int wait_loop(ready_fn ready, void *ctx, const struct timespec *timeout)
              * round made a round half again as long, and an answer is seen half a round
              * after it lands, on average.
              */
-            bool release = yield || (spins & (WAIT_RELEASE_EVERY - 1)) == 0 || core.completions != core.notified ||
-                           __atomic_load_n(&core.lock_waiters, __ATOMIC_RELAXED) != 0;
+            bool wanted = __atomic_load_n(&core.lock_waiters, __ATOMIC_RELAXED) != 0;
+            bool release = yield || wanted || (spins & (WAIT_RELEASE_EVERY - 1)) == 0 ||
+                           core.completions != core.notified;
             if (release) {
-                bool wanted = __atomic_load_n(&core.lock_waiters, __ATOMIC_RELAXED) != 0;
                 core_unlock();
                 /* A pause costs 27 ns here, most of a round: only where we let go of the lock. */
                 cpu_relax();

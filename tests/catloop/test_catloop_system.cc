@@ -36,7 +36,7 @@ std::string listener_file(uint16_t port)
     stat("/proc/self/ns/net", &net);
     stat("/proc/self/ns/pid", &pid);
     char ns[64];
-    snprintf(ns, sizeof(ns), "%lx-%lx", (unsigned long)net.st_ino, (unsigned long)pid.st_ino);
+    snprintf(ns, sizeof(ns), "%x-%x", (unsigned)net.st_ino, (unsigned)pid.st_ino);
     return std::string("/dev/shm/demi-catloop.") + ns + ".127.0.0.1." + std::to_string(port);
 }
 

@@ -23,6 +23,13 @@ void expect_pair_ok(const PairResult &r)
     EXPECT_TRUE(r.both_ok()) << r.describe();
 }
 
+void expect_one_ok(const ChildResult &r)
+{
+    if (r.skipped())
+        GTEST_SKIP() << skip_note();
+    EXPECT_TRUE(r.ok()) << r.describe();
+}
+
 /* Byte i of the transfer: depends on the position so any reordering or loss shows. */
 inline uint8_t byte_at(uint64_t i) { return (uint8_t)((i * 0x9e3779b1u) >> 13 ^ (i >> 20)); }
 
@@ -400,9 +407,7 @@ TEST(CatmemSystem, CorruptRingIndexGivesEioAndNoCrash)
         }
         return kExitOk;
     });
-    if (r.skipped())
-        GTEST_SKIP() << skip_note();
-    EXPECT_TRUE(r.ok()) << r.describe();
+    expect_one_ok(r);
 }
 
 /*
@@ -444,7 +449,7 @@ TEST(CatmemSystem, TailCorruptedWhileTheReaderSleepsGivesEioSoon)
         munmap(h, size);
         return kExitOk;
     });
-    EXPECT_TRUE(r.ok()) << r.describe();
+    expect_one_ok(r);
 }
 
 TEST(CatmemSystem, SixtyFourPipesAtOnce)
@@ -616,9 +621,7 @@ TEST(CatmemSystem, PushCopiesIntoTheRingAtOnce)
         CHECK_DEMI(demi_close(b));
         return kExitOk;
     });
-    if (r.skipped())
-        GTEST_SKIP() << skip_note();
-    EXPECT_TRUE(r.ok()) << r.describe();
+    expect_one_ok(r);
 }
 
 /*
@@ -690,9 +693,7 @@ TEST(CatmemSystem, ForkedChildLeavesInheritedPipesToTheParent)
         CHECK_DEMI(demi_close(b));
         return kExitOk;
     });
-    if (r.skipped())
-        GTEST_SKIP() << skip_note();
-    EXPECT_TRUE(r.ok()) << r.describe();
+    expect_one_ok(r);
 }
 
 /* The creator's catmem.ring_size decides; an opener configured otherwise takes it from the region. */
@@ -776,7 +777,5 @@ TEST(CatmemSystem, BadRingSizesAreRefused)
         CHECK_DEMI(demi_close(a));
         return kExitOk;
     });
-    if (r.skipped())
-        GTEST_SKIP() << skip_note();
-    EXPECT_TRUE(r.ok()) << r.describe();
+    expect_one_ok(r);
 }

@@ -565,8 +565,8 @@ TEST_F(Core, SleepingWaiterIsWokenByAnotherThread)
 
 TEST(CoreWait, ASpinningWaiterLetsOtherThreadsCallIn)
 {
-    // The spin keeps the core lock across rounds: another thread blocked on it must
-    // still get in (lock_waiters makes the spinner let go and hand it over).
+    // The spin keeps the core lock across rounds: another thread's calls must still get
+    // in, again and again (a spinner that never let go would hang this test).
     core_config cfg;
     core_config_defaults(&cfg);
     cfg.wait_spin_us = 30000000; // the waiter spins throughout, never sleeps
