@@ -544,8 +544,7 @@ TEST(CatmemSystem, IdleWaitCostsNoCpuAndWakesOnAMessage)
             created.await();
             int qd;
             CHECK_DEMI(demi_open_pipe(&qd, name.c_str()));
-            struct rusage r0, r1;
-            getrusage(RUSAGE_SELF, &r0);
+            double cpu0 = process_cpu_seconds();
             uint64_t t0 = now_ns();
             demi_qtoken_t qt;
             CHECK_DEMI(demi_pop(&qt, qd));
@@ -553,11 +552,7 @@ TEST(CatmemSystem, IdleWaitCostsNoCpuAndWakesOnAMessage)
             demi_qresult_t qr;
             WAIT_FOR(qr, qt, DEMI_OPC_POP);
             uint64_t wall = (now_ns() - t0) / 1000000;
-            getrusage(RUSAGE_SELF, &r1);
-            double cpu_ms = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) *
-                                1e3 +
-                            (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) /
-                                1e3;
+            double cpu_ms = (process_cpu_seconds() - cpu0) * 1e3;
             CHECK_DEMI(demi_sgafree(&qr.qr_value.sga));
             fprintf(stderr, "idle wait of %llu ms used %.1f ms of CPU\n", (unsigned long long)wall, cpu_ms);
             CHECK(wall >= 900, "woke after %llu ms without data", (unsigned long long)wall);

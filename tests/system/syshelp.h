@@ -166,6 +166,14 @@ inline const char *opname(int opc)
     }
 }
 
+/* CPU time (user + system) this process has used so far, in seconds. */
+inline double process_cpu_seconds()
+{
+    struct rusage r;
+    getrusage(RUSAGE_SELF, &r);
+    return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
+}
+
 inline struct timespec secs(int s)
 {
     struct timespec ts = {s, 0};
